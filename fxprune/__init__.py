@@ -1,0 +1,20 @@
+"""fxprune: a structured pruning compiler for PyTorch CNNs, 2D and 3D, built on torch.fx.
+
+Example:
+    >>> import torch, torchvision, fxprune
+    >>> model = torchvision.models.video.r2plus1d_18().eval()
+    >>> result = fxprune.compile(model, 0.5, example_inputs=(torch.randn(1, 3, 16, 112, 112),))
+    >>> print(result.summary())
+"""
+
+from .api import CompileResult, compile, verify
+from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceError
+from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
+from .report import Figures
+from .tracing import trace
+
+__version__ = "0.1.0"
+
+__all__ = ["compile", "verify", "CompileResult", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
+           "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
+           "RewriteError", "TraceError", "__version__"]

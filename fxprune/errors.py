@@ -1,0 +1,25 @@
+"""Typed errors: every failure fxprune reports is an ``FxPruneError``."""
+
+from __future__ import annotations
+
+__all__ = ["FxPruneError", "TraceError", "InputError", "PlanError", "RewriteError"]
+
+
+class FxPruneError(Exception):
+    """Base class of every error fxprune raises on purpose."""
+
+
+class TraceError(FxPruneError):
+    """The model could not be traced into a torch.fx graph."""
+
+
+class InputError(FxPruneError, ValueError):
+    """An argument given to fxprune is malformed (ratios, inputs, options)."""
+
+
+class PlanError(InputError):
+    """A ratio specification cannot be turned into a plan."""
+
+
+class RewriteError(FxPruneError):
+    """Internal error: the emitted module does not have the shapes the plan promised."""

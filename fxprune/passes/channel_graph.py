@@ -1,0 +1,132 @@
+"""The mutable record that operator rules write while groups are discovered.
+
+Rules never see union-find internals: they allocate spaces, ask for the ids of a
+parameter axis, ``unify`` two id arrays position by position, and ``freeze`` ids
+with a reason. ``solve`` turns the record into connected components at the end,
+vectorised, so the cost stays linear in the number of channel ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .layout import OPAQUE
+
+__all__ = ["Space", "Freeze", "ChannelRecord", "connected_components"]
+
+
+@dataclass(frozen=True)
+class Space:
+    """A run of fresh channel ids: one axis of one parameter (or a rule's own)."""
+
+    start: int
+    size: int
+    owner: str
+    axis: int
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """Ids that must be kept, and why. ``exact_only`` reasons only bind in exact mode."""
+
+    ids: np.ndarray
+    reason: str
+    exact_only: bool = False
+
+
+@dataclass
+class ChannelRecord:
+    """Spaces, unions, freezes and parameter members collected by the rules."""
+
+    spaces: list[Space] = field(default_factory=list)
+    unions: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    freezes: list[Freeze] = field(default_factory=list)
+    params: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+    producers: set[int] = field(default_factory=set)
+    readers: set[int] = field(default_factory=set)
+    size: int = 0
+    _starts: list[int] = field(default_factory=list)
+
+    def new_space(self, size: int, owner: str, axis: int = 0) -> np.ndarray:
+        space = Space(self.size, size, owner, axis)
+        self.spaces.append(space)
+        self._starts.append(space.start)
+        self.size += size
+        return np.arange(space.start, space.start + size, dtype=np.int64)
+
+    def param_axis(self, name: str, axis: int, size: int) -> np.ndarray:
+        """Ids of one axis of a parameter or buffer; the same ids on every call."""
+        key = (name, axis)
+        if key not in self.params:
+            self.params[key] = self.new_space(size, name, axis)
+        return self.params[key]
+
+    def mark(self, ids: np.ndarray, *, producer: bool = False, reader: bool = False) -> None:
+        """Flag the spaces of ``ids``: producers make a group prunable; readers are
+        the weight slices the oracle zeroes (channel-mixing consumers)."""
+        spaces = self.spaces_of(ids)
+        if producer:
+            self.producers |= spaces
+        if reader:
+            self.readers |= spaces
+
+    def spaces_of(self, ids: np.ndarray) -> set[int]:
+        ids = np.asarray(ids).reshape(-1)
+        ids = ids[ids != OPAQUE]
+        return set(np.unique(np.searchsorted(self._starts, ids, side="right") - 1).tolist())
+
+    def unify(self, a: np.ndarray, b: np.ndarray, reason: str) -> None:
+        """Make ``a[i]`` and ``b[i]`` one channel; opaque on either side freezes the other."""
+        a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
+        if a.shape != b.shape:
+            self.freeze(a, reason + " (shape mismatch)")
+            self.freeze(b, reason + " (shape mismatch)")
+            return
+        opaque = (a == OPAQUE) | (b == OPAQUE)
+        if opaque.any():
+            self.freeze(np.where(opaque, np.maximum(a, b), OPAQUE), reason + " with an untracked tensor")
+        both = ~opaque
+        if both.any():
+            self.unions.append((a[both], b[both]))
+
+    def freeze(self, ids: np.ndarray, reason: str, exact_only: bool = False) -> None:
+        ids = np.asarray(ids).reshape(-1)
+        ids = ids[ids != OPAQUE]
+        if ids.size:
+            self.freezes.append(Freeze(ids, reason, exact_only))
+
+    def space_index(self) -> np.ndarray:
+        """For every id, the index of the space it was allocated in."""
+        sizes = np.array([s.size for s in self.spaces], dtype=np.int64)
+        return np.repeat(np.arange(len(self.spaces), dtype=np.int64), sizes)
+
+
+def connected_components(size: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Root (smallest member) of every node of an undirected graph given as edges.
+
+    Vectorised hooking with pointer jumping: every round links each edge's larger
+    root under its smaller one, then flattens the forest. Rounds are logarithmic
+    in practice, each a few numpy passes over the edges.
+    """
+    parent = np.arange(size, dtype=np.int64)
+    while left.size:
+        parent = _flatten(parent)
+        root_left, root_right = parent[left], parent[right]
+        differ = root_left != root_right
+        if not differ.any():
+            break
+        low = np.minimum(root_left[differ], root_right[differ])
+        high = np.maximum(root_left[differ], root_right[differ])
+        np.minimum.at(parent, high, low)
+        left, right = left[differ], right[differ]
+    return _flatten(parent)
+
+
+def _flatten(parent: np.ndarray) -> np.ndarray:
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand

@@ -1,0 +1,259 @@
+"""Channel groups: run every node's rule, then take connected components.
+
+A *channel* here is an equivalence class of ids that must be removed together
+(a conv filter, the BN entries behind it, the next conv's input slice, the other
+side of a residual add). A :class:`ChannelGroup` is a set of spaces linked by
+such channels; it is planned as one unit, its ``size`` being its channel count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch import fx
+from torch.utils._pytree import tree_flatten, tree_map
+
+from ..rules import lookup
+from ..rules.context import PropagateContext, describe
+from .channel_graph import ChannelRecord, connected_components
+from .layout import Block, Layout
+
+__all__ = ["Member", "ChannelGroup", "Groups", "find_groups"]
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """One axis of one parameter or buffer that a group slices.
+
+    ``channels[i]`` is the group channel that position ``i`` of the axis carries
+    (-1 where the position belongs to another group). ``reads`` marks the input
+    slices of a channel-mixing consumer (a conv's or linear's input axis).
+    """
+
+    tensor: str
+    axis: int
+    channels: np.ndarray
+    reads: bool
+
+    @property
+    def module(self) -> str:
+        return self.tensor.rpartition(".")[0]
+
+
+@dataclass(frozen=True, eq=False)
+class ChannelGroup:
+    """Channels that are removed together, with every tensor axis they touch."""
+
+    index: int
+    size: int
+    members: tuple[Member, ...]
+    producers: tuple[str, ...]
+    frozen_by: tuple[str, ...] = ()
+    caveats: tuple[str, ...] = ()
+    roots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+
+    @property
+    def prunable(self) -> bool:
+        return not self.frozen_by
+
+    @property
+    def reason(self) -> str | None:
+        """Why the group is frozen, or None."""
+        return "; ".join(self.frozen_by) if self.frozen_by else None
+
+    @property
+    def name(self) -> str:
+        return self.producers[0] if self.producers else self.members[0].module
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.module for m in self.members))
+
+
+@dataclass(frozen=True, eq=False)
+class Groups:
+    """Every channel group of a traced model, plus what the rewrite needs."""
+
+    groups: tuple[ChannelGroup, ...]
+    layouts: dict[fx.Node, Any] = field(repr=False)
+    record: ChannelRecord = field(repr=False)
+    roots: np.ndarray = field(repr=False)
+    exact: bool = False
+
+    def __iter__(self) -> Iterator[ChannelGroup]:
+        return iter(self.groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> ChannelGroup:
+        return self.groups[index]
+
+    @property
+    def prunable(self) -> tuple[ChannelGroup, ...]:
+        return tuple(g for g in self.groups if g.prunable)
+
+    def table(self) -> str:
+        """One line per group: index, size, status, producing modules."""
+        lines = []
+        for g in self.groups:
+            status = "prunable" if g.prunable else f"frozen: {g.reason}"
+            more = f" (+{len(g.producers) - 3} more)" if len(g.producers) > 3 else ""
+            lines.append(f"#{g.index:<4} {g.size:>6}  {', '.join(g.producers[:3])}{more}  [{status}]")
+        return "\n".join(lines)
+
+
+def find_groups(module: fx.GraphModule, exact: bool = False) -> Groups:
+    """Discover the channel groups of a traced module whose shapes are propagated.
+
+    Args:
+        module: output of :func:`fxprune.trace`, after :func:`propagate_shapes`.
+        exact: freeze groups whose removal changes kept values (norm statistics
+            over channels, softmax or reductions over channels).
+
+    Example:
+        >>> groups = find_groups(gm)
+        >>> print(groups.table())
+    """
+    layouts, record = propagate_layouts(module, exact)
+    return _build_groups(layouts, record, exact)
+
+
+def propagate_layouts(module: fx.GraphModule, exact: bool) -> tuple[dict[fx.Node, Any], ChannelRecord]:
+    record = ChannelRecord()
+    layouts: dict[fx.Node, Any] = {}
+    submodules = dict(module.named_modules())
+    for node in module.graph.nodes:
+        ctx = PropagateContext(node, record, layouts, exact, submodules.get(node.target)
+                               if node.op == "call_module" else None)
+        if node.op == "placeholder":
+            layouts[node] = ctx.opaque_output()
+        elif node.op == "get_attr":
+            layouts[node] = _attribute_layout(module, node, record)
+        elif node.op == "output":
+            ctx.freeze_inputs("model output")
+        else:
+            layouts[node] = _checked(ctx, _run_rule(ctx))
+    return layouts, record
+
+
+def _run_rule(ctx: PropagateContext) -> Any:
+    rule = lookup(ctx.node, ctx.module)
+    if rule is None:
+        kind = type(ctx.module).__name__ if ctx.module is not None else ""
+        ctx.freeze_inputs(f"no rule for {kind + ' ' if kind else ''}{describe(ctx.node)}".replace(
+            f" at {ctx.where}", ""))
+        return ctx.opaque_output()
+    try:
+        return rule.propagate(ctx)
+    except Exception as error:  # a form the rule does not handle: freezing is always safe
+        ctx.freeze_inputs(f"unsupported form ({type(error).__name__}: {error})")
+        return ctx.opaque_output()
+
+
+def _attribute_layout(module: fx.GraphModule, node: fx.Node, record: ChannelRecord) -> Any:
+    value = node.meta.get("val")
+    if not isinstance(value, torch.Tensor):
+        return None
+    blocks = [Block((axis,), record.param_axis(node.target, axis, size)[:, None])
+              for axis, size in enumerate(value.shape) if size > 1]
+    return Layout(tuple(value.shape), tuple(blocks))
+
+
+def _checked(ctx: PropagateContext, out: Any) -> Any:
+    """Validate a rule's result against the node's value and normalise its blocks."""
+    value = ctx.val(ctx.node)
+    if not _matches(out, value):
+        ctx.freeze_inputs(f"internal: rule result does not match the value of {ctx.where}")
+        return ctx.opaque_output()
+    return tree_map(lambda layout: _normalized(ctx, layout) if isinstance(layout, Layout) else layout, out,
+                    is_leaf=lambda x: isinstance(x, Layout))
+
+
+def _matches(out: Any, value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return isinstance(out, Layout) and out.shape == tuple(value.shape) and all(
+            len(set(b.dims)) == len(b.dims) and b.ids.shape[:-1] == tuple(value.shape[d] for d in b.dims)
+            for b in out.blocks)
+    if isinstance(value, (tuple, list)):
+        return isinstance(out, (tuple, list)) and len(out) == len(value) and all(
+            _matches(o, v) for o, v in zip(out, value))
+    leaves, _ = tree_flatten(value)
+    return not any(isinstance(v, torch.Tensor) for v in leaves)
+
+
+def _normalized(ctx: PropagateContext, layout: Layout) -> Layout:
+    """Blocks never keep size-1 dims; a multi-dim block is pruned along one axis only."""
+    blocks = []
+    for block in layout.blocks:
+        axes = [a for a, d in enumerate(block.dims) if layout.shape[d] > 1]
+        if not axes:
+            ctx.freeze(block, "a single channel")
+            continue
+        ids = block.ids[tuple(slice(None) if a in axes else 0 for a in range(len(block.dims)))]
+        block = Block(tuple(block.dims[a] for a in axes), ids)
+        if len(axes) > 1:
+            primary = max(range(len(axes)), key=lambda a: (ids.shape[a], a))
+            anchor = ids[tuple(slice(None) if a == primary else slice(0, 1) for a in range(len(axes)))]
+            ctx.unify(np.broadcast_to(anchor, ids.shape), ids, "rectangular channel fold")
+        blocks.append(block)
+    return Layout(layout.shape, tuple(blocks))
+
+
+def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: bool) -> Groups:
+    empty = np.zeros(0, dtype=np.int64)
+    lefts = np.concatenate([a for a, _ in record.unions]) if record.unions else empty
+    rights = np.concatenate([b for _, b in record.unions]) if record.unions else empty
+    roots = connected_components(record.size, lefts, rights)
+    space_of = record.space_index()
+    space_roots = connected_components(len(record.spaces), space_of, space_of[roots])
+    # Only spaces linked to a conv/linear output form groups: a parameter axis that
+    # no producer reaches (a kernel axis, a lone embedding) is nothing to prune.
+    producer_roots = sorted({int(space_roots[s]) for s in record.producers})
+    group_of_root = np.full(len(record.spaces), -1, dtype=np.int64)
+    group_of_root[producer_roots] = np.arange(len(producer_roots))
+    group_of_id = group_of_root[space_roots][space_of] if record.size else empty
+    count = len(producer_roots)
+    order = np.argsort(group_of_id, kind="stable")
+    bounds = np.searchsorted(group_of_id[order], np.arange(count + 1))
+    reasons, caveats = _freeze_reasons(record, group_of_id, exact, count)
+    members = _members(record, roots, group_of_id, order, bounds, count)
+    producers: list[dict[str, None]] = [{} for _ in range(count)]
+    for s in sorted(record.producers):
+        producers[group_of_root[space_roots[s]]][record.spaces[s].owner.rpartition(".")[0]] = None
+    built = []
+    for g in range(count):
+        class_roots = np.unique(roots[order[bounds[g]:bounds[g + 1]]])
+        frozen = tuple(reasons[g]) or (("a single channel",) if class_roots.size < 2 else ())
+        group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r)
+                              for t, a, ids, r in members[g])
+        built.append(ChannelGroup(g, int(class_roots.size), group_members, tuple(producers[g]), frozen,
+                                  tuple(caveats[g]), class_roots))
+    return Groups(tuple(built), layouts, record, roots, exact)
+
+
+def _freeze_reasons(record: ChannelRecord, group_of_id: np.ndarray, exact: bool,
+                    count: int) -> tuple[list[dict[str, None]], list[dict[str, None]]]:
+    reasons: list[dict[str, None]] = [{} for _ in range(count)]
+    caveats: list[dict[str, None]] = [{} for _ in range(count)]
+    for freeze in record.freezes:
+        target = reasons if (exact or not freeze.exact_only) else caveats
+        for g in np.unique(group_of_id[freeze.ids]).tolist():
+            if g >= 0:
+                target[g][freeze.reason] = None
+    return reasons, caveats
+
+
+def _members(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray, order: np.ndarray,
+             bounds: np.ndarray, count: int) -> list[list[tuple[str, int, np.ndarray, bool]]]:
+    members: list[list[tuple[str, int, np.ndarray, bool]]] = [[] for _ in range(count)]
+    for (tensor, axis), ids in record.params.items():
+        g = int(group_of_id[ids[0]])
+        if g >= 0:
+            reads = bool(record.spaces_of(ids[:1]) & record.readers)
+            members[g].append((tensor, axis, ids, reads))
+    return members

@@ -1,0 +1,76 @@
+"""Channel importance: one score per channel of a group, aggregated over its members.
+
+A scorer is any callable ``fn(group, module) -> scores`` with one finite score per
+channel (a tensor, an array or a list). Higher means more important. Scorers only
+score: planning is elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InputError
+from .groups import ChannelGroup, Groups
+
+__all__ = ["Importance", "l1", "l2", "IMPORTANCE", "score_groups"]
+
+Importance = Callable[[ChannelGroup, nn.Module], Union[torch.Tensor, np.ndarray, list]]
+
+
+def _per_channel(group: ChannelGroup, module: nn.Module, reduce: Callable[[torch.Tensor, list[int]], torch.Tensor]
+                 ) -> np.ndarray:
+    """Reduce every member parameter over its other axes and sum into its channels."""
+    params = dict(module.named_parameters(remove_duplicate=False))
+    scores = np.zeros(group.size, dtype=np.float64)
+    for member in group.members:
+        tensor = params.get(member.tensor)
+        if tensor is None:  # buffers (running statistics) say nothing about importance
+            continue
+        other = [a for a in range(tensor.ndim) if a != member.axis]
+        values = reduce(tensor.detach().double(), other).cpu().numpy()
+        np.add.at(scores, member.channels, values)
+    return scores
+
+
+def l1(group: ChannelGroup, module: nn.Module) -> np.ndarray:
+    """Sum of absolute weights over every member slice of a channel (Li et al., 1608.08710)."""
+    return _per_channel(group, module, lambda t, dims: t.abs().sum(dims) if dims else t.abs())
+
+
+def l2(group: ChannelGroup, module: nn.Module) -> np.ndarray:
+    """Euclidean norm of all weights of a channel, across every member."""
+    return np.sqrt(_per_channel(group, module, lambda t, dims: t.square().sum(dims) if dims else t.square()))
+
+
+IMPORTANCE: dict[str, Importance] = {"l1": l1, "l2": l2}
+
+
+def score_groups(groups: Groups, module: nn.Module, importance: str | Importance = "l1") -> dict[int, np.ndarray]:
+    """Scores for every prunable group, keyed by group index.
+
+    Raises:
+        InputError: unknown importance name, or a scorer returning the wrong
+            number of scores or non-finite values.
+    """
+    if isinstance(importance, str):
+        if importance not in IMPORTANCE:
+            raise InputError(f"unknown importance '{importance}'; choose one of {sorted(IMPORTANCE)} "
+                             "or pass a callable fn(group, module) -> scores")
+        scorer = IMPORTANCE[importance]
+    elif callable(importance):
+        scorer = importance
+    else:
+        raise InputError(f"importance must be a name or a callable, got {type(importance).__name__}")
+    scores = {}
+    for group in groups.prunable:
+        raw = scorer(group, module)
+        values = np.asarray(raw.detach().cpu() if isinstance(raw, torch.Tensor) else raw, dtype=np.float64)
+        if values.shape != (group.size,) or not np.isfinite(values).all():
+            raise InputError(f"importance for group #{group.index} ({group.name}) must be {group.size} finite "
+                             f"scores, got shape {values.shape}")
+        scores[group.index] = values
+    return scores

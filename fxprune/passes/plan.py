@@ -1,0 +1,158 @@
+"""Planning: which channels of each group to keep, from a ratio specification.
+
+Ratios are fractions of channels to *remove*. A spec is one float for every group,
+or a mapping from module-name glob patterns to ratios (first match wins, matched
+against the modules producing the group's channels). Planners only plan.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence, Union
+
+import numpy as np
+
+from ..errors import PlanError
+from .groups import ChannelGroup, Groups
+
+__all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio"]
+
+Ratios = Union[float, Mapping[str, float]]
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """The decision for one group: its channels ``0..size-1`` and which are kept."""
+
+    group: int
+    name: str
+    size: int
+    ratio: float
+    keep: tuple[int, ...]
+    modules: tuple[str, ...] = ()
+
+    @property
+    def removed(self) -> int:
+        return self.size - len(self.keep)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Kept channels per pruned group; JSON-serialisable and applicable to another checkpoint."""
+
+    entries: tuple[PlanEntry, ...]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps({"format": "fxprune-plan", "version": 1,
+                           "entries": [asdict(e) for e in self.entries]}, indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        try:
+            data = json.loads(text)
+            entries = tuple(PlanEntry(int(e["group"]), str(e["name"]), int(e["size"]), float(e["ratio"]),
+                                      tuple(int(k) for k in e["keep"]), tuple(e.get("modules", ())))
+                            for e in data["entries"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise PlanError(f"not an fxprune plan: {error}") from error
+        return cls(entries)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Plan:
+        return cls.from_json(Path(path).read_text())
+
+    def check_against(self, groups: Groups) -> None:
+        """Raise PlanError unless every entry names a prunable group of the same size."""
+        for entry in self.entries:
+            if entry.group >= len(groups) or groups[entry.group].size != entry.size \
+                    or groups[entry.group].name != entry.name:
+                raise PlanError(f"plan entry for group #{entry.group} ({entry.name}, {entry.size} channels) does "
+                                "not match this model: was the plan made for another architecture?")
+            if not groups[entry.group].prunable and entry.removed:
+                raise PlanError(f"plan prunes group #{entry.group} ({entry.name}), which is frozen here: "
+                                f"{groups[entry.group].reason}")
+            if any(not 0 <= k < entry.size for k in entry.keep) or not entry.keep:
+                raise PlanError(f"plan entry for group #{entry.group} keeps invalid channels")
+
+
+def check_ratio(value: Any, where: str = "ratio") -> float:
+    """A ratio as a float in [0, 1), or PlanError saying what is wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise PlanError(f"{where} must be a number in [0, 1), got {value!r}")
+    value = float(value)
+    if math.isnan(value) or not 0.0 <= value < 1.0:
+        raise PlanError(f"{where} must be in [0, 1) (the fraction of channels to remove), got {value}")
+    return value
+
+
+def _matches(group: ChannelGroup, pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for name in group.producers)
+
+
+def _check_patterns(patterns: Sequence[str], names: Sequence[str], what: str) -> None:
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise PlanError(f"{what} patterns must be strings, got {pattern!r}")
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            close = difflib.get_close_matches(pattern, names, n=5, cutoff=0.5)
+            hint = f"; close names: {', '.join(close)}" if close else ""
+            raise PlanError(f"{what} pattern '{pattern}' matches no module{hint}")
+
+
+def resolve_ratios(groups: Groups, ratios: Ratios, ignore: Sequence[str],
+                   module_names: Sequence[str]) -> dict[int, float]:
+    """The ratio of every prunable group that is not ignored."""
+    if isinstance(ignore, str):
+        ignore = [ignore]
+    _check_patterns(list(ignore), module_names, "ignore")
+    if isinstance(ratios, Mapping):
+        spec = {p: check_ratio(r, f"ratio for '{p}'") for p, r in ratios.items()}
+        _check_patterns(list(spec), module_names, "ratio")
+    else:
+        spec = {"*": check_ratio(ratios)}
+    chosen = {}
+    for group in groups.prunable:
+        if any(_matches(group, p) for p in ignore):
+            continue
+        ratio = next((r for p, r in spec.items() if p == "*" or _matches(group, p)), 0.0)
+        if ratio > 0:
+            chosen[group.index] = ratio
+    return chosen
+
+
+def kept_count(size: int, ratio: float, round_to: int | None = None) -> int:
+    """Channels kept out of ``size`` at ``ratio``: at least one, a multiple of ``round_to`` when possible."""
+    keep = size - int(math.floor(size * ratio + 1e-9))
+    if round_to and round_to > 1:
+        keep = max(round_to, round_to * round(keep / round_to))
+    return max(1, min(size, keep))
+
+
+def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, *, ignore: Sequence[str] = (),
+              round_to: int | None = None, module_names: Sequence[str] = ()) -> Plan:
+    """Keep the highest-scoring channels of every group at its ratio.
+
+    Example:
+        >>> plan = make_plan(groups, score_groups(groups, gm), {"layer4.*": 0.7, "*": 0.3})
+    """
+    if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
+        raise PlanError(f"round_to must be a positive integer, got {round_to!r}")
+    names = list(module_names) or sorted({n for g in groups for n in g.modules})
+    entries = []
+    for index, ratio in sorted(resolve_ratios(groups, ratios, ignore, names).items()):
+        group = groups[index]
+        keep_n = kept_count(group.size, ratio, round_to)
+        if keep_n == group.size:
+            continue
+        order = np.argsort(-scores[index], kind="stable")
+        entries.append(PlanEntry(index, group.name, group.size, ratio,
+                                 tuple(sorted(int(i) for i in order[:keep_n])), group.modules))
+    return Plan(tuple(entries))

@@ -1,0 +1,49 @@
+"""Shape propagation on fake tensors, counting FLOPs on the way.
+
+Fake tensors carry shapes and dtypes but no data, so the cost does not grow with
+input resolution or batch. ``torch.utils.flop_counter`` sees the same dispatch,
+so one pass gives every node's ``meta['val']`` and the model's MACs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx
+from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..errors import InputError
+
+__all__ = ["propagate_shapes"]
+
+
+def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) -> int:
+    """Store a fake ``meta['val']`` on every node of ``module`` and return its MACs.
+
+    Raises:
+        InputError: the example inputs do not fit the model (wrong shape, dtype or count).
+    """
+    mode = FakeTensorMode(allow_non_fake_inputs=True)
+    fake = tree_map(lambda v: mode.from_tensor(v) if isinstance(v, torch.Tensor) else v, example_inputs)
+    prop = FakeTensorProp(module, mode)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            prop.propagate_dont_convert_inputs(*fake)
+    except Exception as error:
+        node = _failing_node(module, prop)
+        raise InputError(f"the example inputs do not fit the model at {node}: {type(error).__name__}: "
+                         f"{str(error).splitlines()[0] if str(error) else ''}\n"
+                         "Check their number, shapes and dtype against the model's forward.") from error
+    return counter.get_total_flops() // 2
+
+
+def _failing_node(module: fx.GraphModule, prop: FakeTensorProp) -> str:
+    env = getattr(prop, "env", {})
+    for node in module.graph.nodes:
+        if node not in env:
+            return node.format_node()
+    return "the model output"

@@ -1,0 +1,104 @@
+"""Tracing a model into a torch.fx graph, with errors that say how to get past them."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import fx, nn
+from torch.utils._pytree import tree_flatten, tree_map
+
+from .errors import InputError, TraceError
+
+__all__ = ["trace", "normalize_inputs"]
+
+
+def normalize_inputs(example_inputs: Any) -> tuple[Any, ...]:
+    """Example inputs as a tuple of positional arguments (a lone tensor becomes a 1-tuple)."""
+    if example_inputs is None:
+        raise InputError("example_inputs is required: pass e.g. example_inputs=(torch.randn(1, 3, 224, 224),)")
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, list):
+        return (example_inputs,) if any(isinstance(x, torch.Tensor) for x in example_inputs) else tuple(example_inputs)
+    if isinstance(example_inputs, tuple):
+        return example_inputs
+    raise InputError(f"example_inputs must be a tensor or a tuple of arguments, got {type(example_inputs).__name__}")
+
+
+class _Tracer(fx.Tracer):
+    """A tracer that keeps user-chosen leaf modules and remembers where it is."""
+
+    def __init__(self, leaf_types: tuple[type, ...], leaf_names: frozenset[str]) -> None:
+        super().__init__()
+        self.leaf_types, self.leaf_names = leaf_types, leaf_names
+        self.path: list[str] = []
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        if isinstance(m, self.leaf_types) or module_qualified_name in self.leaf_names:
+            return True
+        return super().is_leaf_module(m, module_qualified_name)
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        self.path.append(self.path_of_module(m))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self.path.pop()
+
+
+def trace(model: nn.Module, example_inputs: Any = None, *,
+          leaf_modules: Iterable[type | str] = (), concrete_args: dict[str, Any] | None = None) -> fx.GraphModule:
+    """Symbolically trace ``model`` into a GraphModule that shares its parameters.
+
+    Arguments given as lists, tuples or dicts of tensors (a SlowFast model taking
+    ``[slow, fast]``) are flattened into one placeholder per tensor; the returned
+    module still takes them in their original structure.
+
+    Args:
+        model: the module to trace; it is not modified.
+        example_inputs: positional arguments of ``model.forward`` (used for their structure).
+        leaf_modules: module types or qualified names to keep as opaque calls.
+        concrete_args: values to specialise on, as in ``torch.fx.symbolic_trace``.
+
+    Raises:
+        TraceError: naming the module and operation that could not be traced.
+
+    Example:
+        >>> gm = trace(torchvision.models.resnet18(), (torch.randn(1, 3, 64, 64),))
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(f"fxprune needs an nn.Module, got {type(model).__name__}")
+    leaves = list(leaf_modules)
+    tracer = _Tracer(tuple(t for t in leaves if isinstance(t, type)),
+                     frozenset(t for t in leaves if isinstance(t, str)))
+    args = dict(concrete_args or {})
+    if example_inputs is not None:
+        args = {**_structured_args(model, normalize_inputs(example_inputs)), **args}
+    try:
+        graph = tracer.trace(model, concrete_args=args or None)
+    except Exception as error:  # every tracing failure becomes one actionable message
+        raise TraceError(_explain(error, tracer.path)) from error
+    name = model.__class__.__name__
+    return fx.GraphModule(tracer.root, graph, name)
+
+
+def _structured_args(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, Any]:
+    """Placeholders for arguments that are containers of tensors."""
+    names = list(inspect.signature(model.forward).parameters)
+    structured = {}
+    for name, value in zip(names, inputs):
+        leaves, _ = tree_flatten(value)
+        if not isinstance(value, torch.Tensor) and any(isinstance(v, torch.Tensor) for v in leaves):
+            structured[name] = tree_map(lambda v: fx.PH if isinstance(v, torch.Tensor) else v, value)
+    return structured
+
+
+def _explain(error: Exception, path: list[str]) -> str:
+    where = f"in module '{path[-1]}' ({'/'.join(path)})" if path and path[-1] else "in the model's forward"
+    return (f"cannot trace {where}: {type(error).__name__}: {error}\n"
+            "Ways out: register that module as a leaf (leaf_modules=[MyBlock] or ['its.name']) so it is "
+            "kept whole and its channels frozen; pass concrete_args={'flag': value} to specialise "
+            "Python control flow on an argument; or make the forward free of data-dependent branches.")
