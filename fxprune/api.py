@@ -15,6 +15,7 @@ from .passes.oracle import masked_reference, max_difference
 from .passes.plan import Plan, Ratios, make_plan
 from .passes.rewrite import check_shapes, rewrite
 from .passes.shapes import propagate_shapes
+from .errors import InputError, RewriteError
 from .report import Figures, count_params, summarize
 from .tracing import normalize_inputs, trace
 
@@ -76,7 +77,10 @@ def compile(model: nn.Module, ratios: Ratios | Plan = 0.5, *, example_inputs: An
         groups, score_groups(groups, traced, importance), ratios, ignore=list(ignore), round_to=round_to,
         module_names=[name for name, _ in model.named_modules() if name])
     pruned = rewrite(traced, groups, plan)
-    macs_after = propagate_shapes(pruned, inputs)
+    try:
+        macs_after = propagate_shapes(pruned, inputs)
+    except InputError as error:  # the inputs fitted the original: the rewrite is at fault
+        raise RewriteError(f"the pruned module does not run: {error}") from error
     check_shapes(traced, pruned, groups, plan)
     return CompileResult(pruned, plan, groups, Figures(count_params(model), macs_before),
                          Figures(count_params(pruned), macs_after), time.perf_counter() - start, traced)

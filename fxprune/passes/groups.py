@@ -46,7 +46,12 @@ class Member:
 
 @dataclass(frozen=True, eq=False)
 class ChannelGroup:
-    """Channels that are removed together, with every tensor axis they touch."""
+    """Channels that are removed together, with every tensor axis they touch.
+
+    ``segments`` are subsets of channels that some tensor dim carries alone (one
+    branch of a concat, one part of a split): each must keep at least one channel,
+    or that dim would be empty.
+    """
 
     index: int
     size: int
@@ -55,6 +60,7 @@ class ChannelGroup:
     frozen_by: tuple[str, ...] = ()
     caveats: tuple[str, ...] = ()
     roots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    segments: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     @property
     def prunable(self) -> bool:
@@ -225,15 +231,43 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
     producers: list[dict[str, None]] = [{} for _ in range(count)]
     for s in sorted(record.producers):
         producers[group_of_root[space_roots[s]]][record.spaces[s].owner.rpartition(".")[0]] = None
+    segments = _segments(layouts, record, roots, group_of_id, count)
     built = []
     for g in range(count):
         class_roots = np.unique(roots[order[bounds[g]:bounds[g + 1]]])
+        parts = tuple(np.searchsorted(class_roots, seg) for seg in segments[g] if seg.size < class_roots.size)
         frozen = tuple(reasons[g]) or (("a single channel",) if class_roots.size < 2 else ())
         group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r)
                               for t, a, ids, r in members[g])
         built.append(ChannelGroup(g, int(class_roots.size), group_members, tuple(producers[g]), frozen,
-                                  tuple(caveats[g]), class_roots))
+                                  tuple(caveats[g]), class_roots, parts))
     return Groups(tuple(built), layouts, record, roots, exact)
+
+
+def _segments(layouts: dict[fx.Node, Any], record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray,
+              count: int) -> list[list[np.ndarray]]:
+    """Distinct sets of channel roots carried by one tensor dim or parameter axis, per group."""
+    seen: set[bytes] = set()
+    found: list[list[np.ndarray]] = [[] for _ in range(count)]
+    columns = [ids[:, None] for ids in record.params.values()]
+    for value in layouts.values():
+        for layout in tree_flatten(value, is_leaf=lambda x: isinstance(x, Layout))[0]:
+            if isinstance(layout, Layout):
+                columns.extend(b.ids.reshape(-1, b.width) for b in layout.blocks)
+    for column_set in columns:
+        for k in range(column_set.shape[1]):
+            ids = column_set[:, k]
+            ids = ids[ids >= 0]
+            if not ids.size:
+                continue
+            seg = np.unique(roots[ids])
+            key = seg.tobytes()
+            if key not in seen:
+                seen.add(key)
+                g = int(group_of_id[seg[0]])
+                if g >= 0:
+                    found[g].append(seg)
+    return found
 
 
 def _freeze_reasons(record: ChannelRecord, group_of_id: np.ndarray, exact: bool,

@@ -152,7 +152,18 @@ def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, 
         keep_n = kept_count(group.size, ratio, round_to)
         if keep_n == group.size:
             continue
-        order = np.argsort(-scores[index], kind="stable")
-        entries.append(PlanEntry(index, group.name, group.size, ratio,
-                                 tuple(sorted(int(i) for i in order[:keep_n])), group.modules))
+        keep = _top(scores[index], keep_n, group.segments)
+        if len(keep) < group.size:
+            entries.append(PlanEntry(index, group.name, group.size, ratio, keep, group.modules))
     return Plan(tuple(entries))
+
+
+def _top(scores: np.ndarray, count: int, segments: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """The ``count`` best channels, plus the best of any segment left empty."""
+    order = np.argsort(-scores, kind="stable")
+    kept = np.zeros(scores.size, dtype=bool)
+    kept[order[:count]] = True
+    for segment in segments:
+        if not kept[segment].any():
+            kept[segment[np.argmax(scores[segment])]] = True
+    return tuple(int(i) for i in np.flatnonzero(kept))
