@@ -38,6 +38,7 @@ class Member:
     axis: int
     channels: np.ndarray
     reads: bool
+    produces: bool = False
 
     @property
     def module(self) -> str:
@@ -50,7 +51,9 @@ class ChannelGroup:
 
     ``segments`` are subsets of channels that some tensor dim carries alone (one
     branch of a concat, one part of a split): each must keep at least one channel,
-    or that dim would be empty.
+    or that dim would be empty. ``parts`` partition the channels by the layers that
+    produce them: a concat of two convs has two parts, a residual stream one. A ratio
+    applies to each part, so every producing layer loses its share.
     """
 
     index: int
@@ -61,6 +64,7 @@ class ChannelGroup:
     caveats: tuple[str, ...] = ()
     roots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     segments: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    parts: tuple[np.ndarray, ...] = field(default=(), repr=False)
 
     @property
     def prunable(self) -> bool:
@@ -237,11 +241,24 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
         class_roots = np.unique(roots[order[bounds[g]:bounds[g + 1]]])
         parts = tuple(np.searchsorted(class_roots, seg) for seg in segments[g] if seg.size < class_roots.size)
         frozen = tuple(reasons[g]) or (("a single channel",) if class_roots.size < 2 else ())
-        group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r)
-                              for t, a, ids, r in members[g])
+        group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r, p)
+                              for t, a, ids, r, p in members[g])
         built.append(ChannelGroup(g, int(class_roots.size), group_members, tuple(producers[g]), frozen,
-                                  tuple(caveats[g]), class_roots, parts))
+                                  tuple(caveats[g]), class_roots, parts,
+                                  _producer_parts(class_roots.size, group_members, record)))
     return Groups(tuple(built), layouts, record, roots, exact)
+
+
+def _producer_parts(size: int, members: tuple[Member, ...], record: ChannelRecord) -> tuple[np.ndarray, ...]:
+    """Partition channels by the set of producing parameter axes that carry them."""
+    signature = np.zeros(size, dtype=np.uint64)
+    rng = np.random.default_rng(0)
+    for member in members:
+        if member.produces:
+            signature[np.unique(member.channels)] ^= rng.integers(1, 2**63, dtype=np.uint64)
+    order = np.argsort(signature, kind="stable")
+    cuts = np.flatnonzero(np.diff(signature[order])) + 1
+    return tuple(np.sort(part) for part in np.split(order, cuts))
 
 
 def _segments(layouts: dict[fx.Node, Any], record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray,
@@ -283,11 +300,11 @@ def _freeze_reasons(record: ChannelRecord, group_of_id: np.ndarray, exact: bool,
 
 
 def _members(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray, order: np.ndarray,
-             bounds: np.ndarray, count: int) -> list[list[tuple[str, int, np.ndarray, bool]]]:
-    members: list[list[tuple[str, int, np.ndarray, bool]]] = [[] for _ in range(count)]
+             bounds: np.ndarray, count: int) -> list[list[tuple[str, int, np.ndarray, bool, bool]]]:
+    members: list[list[tuple[str, int, np.ndarray, bool, bool]]] = [[] for _ in range(count)]
     for (tensor, axis), ids in record.params.items():
         g = int(group_of_id[ids[0]])
         if g >= 0:
-            reads = bool(record.spaces_of(ids[:1]) & record.readers)
-            members[g].append((tensor, axis, ids, reads))
+            space = record.spaces_of(ids[:1])
+            members[g].append((tensor, axis, ids, bool(space & record.readers), bool(space & record.producers)))
     return members

@@ -144,7 +144,8 @@ def split_components(dims: tuple[int, ...], full: np.ndarray) -> tuple[list[Bloc
     blocks, constant = [], []
     for axes, components in _merge_overlapping(varying).items():
         index = tuple(slice(None) if a in axes else 0 for a in range(len(dims)))
-        block = Block(tuple(dims[a] for a in axes), np.ascontiguousarray(full[index + (components,)]))
+        ids = full[..., components][index]  # components first: mixed fancy indexing reorders axes
+        block = Block(tuple(dims[a] for a in axes), np.ascontiguousarray(ids))
         (blocks if axes else constant).append(block)
     return blocks, constant
 

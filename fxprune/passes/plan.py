@@ -149,20 +149,19 @@ def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, 
     entries = []
     for index, ratio in sorted(resolve_ratios(groups, ratios, ignore, names).items()):
         group = groups[index]
-        keep_n = kept_count(group.size, ratio, round_to)
-        if keep_n == group.size:
-            continue
-        keep = _top(scores[index], keep_n, group.segments)
+        keep = _top(scores[index], ratio, round_to, group.parts or (np.arange(group.size),), group.segments)
         if len(keep) < group.size:
             entries.append(PlanEntry(index, group.name, group.size, ratio, keep, group.modules))
     return Plan(tuple(entries))
 
 
-def _top(scores: np.ndarray, count: int, segments: Sequence[np.ndarray]) -> tuple[int, ...]:
-    """The ``count`` best channels, plus the best of any segment left empty."""
-    order = np.argsort(-scores, kind="stable")
+def _top(scores: np.ndarray, ratio: float, round_to: int | None, parts: Sequence[np.ndarray],
+         segments: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """The best channels of every part at ``ratio``, plus the best of any segment left empty."""
     kept = np.zeros(scores.size, dtype=bool)
-    kept[order[:count]] = True
+    for part in parts:
+        order = part[np.argsort(-scores[part], kind="stable")]
+        kept[order[:kept_count(part.size, ratio, round_to)]] = True
     for segment in segments:
         if not kept[segment].any():
             kept[segment[np.argmax(scores[segment])]] = True

@@ -30,7 +30,12 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fake = tree_map(lambda v: mode.from_tensor(v) if isinstance(v, torch.Tensor) else v, example_inputs)
     prop = FakeTensorProp(module, mode)
+    # Training-mode layers update real buffers in Python (BatchNorm's
+    # num_batches_tracked): run in eval mode, which has the same shapes.
+    training = [m for m in module.modules() if m.training]
     try:
+        for m in training:
+            m.training = False
         with FlopCounterMode(display=False) as counter:
             prop.propagate_dont_convert_inputs(*fake)
     except Exception as error:
@@ -38,6 +43,9 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
         raise InputError(f"the example inputs do not fit the model at {node}: {type(error).__name__}: "
                          f"{str(error).splitlines()[0] if str(error) else ''}\n"
                          "Check their number, shapes and dtype against the model's forward.") from error
+    finally:
+        for m in training:
+            m.training = True
     return counter.get_total_flops() // 2
 
 
