@@ -21,29 +21,29 @@ __all__ = ["Importance", "l1", "l2", "IMPORTANCE", "score_groups"]
 Importance = Callable[[ChannelGroup, nn.Module], Union[torch.Tensor, np.ndarray, list]]
 
 
-def _per_channel(group: ChannelGroup, module: nn.Module, reduce: Callable[[torch.Tensor, list[int]], torch.Tensor]
-                 ) -> np.ndarray:
-    """Reduce every member parameter over its other axes and sum into its channels."""
-    params = dict(module.named_parameters(remove_duplicate=False))
+def _per_channel(group: ChannelGroup, module: nn.Module, power: int) -> np.ndarray:
+    """Sum of ``|w| ** power`` over each channel's slices of every member parameter."""
     scores = np.zeros(group.size, dtype=np.float64)
     for member in group.members:
-        tensor = params.get(member.tensor)
-        if tensor is None:  # buffers (running statistics) say nothing about importance
+        try:
+            tensor = module.get_parameter(member.tensor)
+        except AttributeError:  # buffers (running statistics) say nothing about importance
             continue
-        other = [a for a in range(tensor.ndim) if a != member.axis]
-        values = reduce(tensor.detach().double(), other).cpu().numpy()
-        np.add.at(scores, member.channels, values)
+        rows = tensor.detach().movedim(member.axis, 0).reshape(tensor.shape[member.axis], -1)
+        magnitude = rows.abs() if power == 1 else rows.square()
+        values = magnitude.sum(1, dtype=torch.float64).cpu().numpy()
+        scores += np.bincount(member.channels, weights=values, minlength=group.size)
     return scores
 
 
 def l1(group: ChannelGroup, module: nn.Module) -> np.ndarray:
     """Sum of absolute weights over every member slice of a channel (Li et al., 1608.08710)."""
-    return _per_channel(group, module, lambda t, dims: t.abs().sum(dims) if dims else t.abs())
+    return _per_channel(group, module, 1)
 
 
 def l2(group: ChannelGroup, module: nn.Module) -> np.ndarray:
     """Euclidean norm of all weights of a channel, across every member."""
-    return np.sqrt(_per_channel(group, module, lambda t, dims: t.square().sum(dims) if dims else t.square()))
+    return np.sqrt(_per_channel(group, module, 2))
 
 
 IMPORTANCE: dict[str, Importance] = {"l1": l1, "l2": l2}

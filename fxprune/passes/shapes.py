@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import fx
+from torch import fx, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.utils._pytree import tree_map
@@ -19,6 +19,24 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..errors import InputError
 
 __all__ = ["propagate_shapes"]
+
+# Layers whose output has the input's shape and dtype and whose cost the FLOP counter
+# ignores: their fake execution (BatchNorm decomposes into a dozen ops) is skipped.
+SHAPE_PRESERVING = (
+    nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d, nn.InstanceNorm2d,
+    nn.InstanceNorm3d, nn.GroupNorm, nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus,
+    nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.PReLU,
+)
+
+
+class _ShapeProp(FakeTensorProp):
+    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        module = self.fetch_attr(target)
+        if type(module) in SHAPE_PRESERVING and len(args) == 1 and not kwargs \
+                and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+            return args[0]
+        return super().call_module(target, args, kwargs)
 
 
 def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) -> int:
@@ -29,7 +47,7 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
     """
     mode = FakeTensorMode(allow_non_fake_inputs=True)
     fake = tree_map(lambda v: mode.from_tensor(v) if isinstance(v, torch.Tensor) else v, example_inputs)
-    prop = FakeTensorProp(module, mode)
+    prop = _ShapeProp(module, mode)
     # Training-mode layers update real buffers in Python (BatchNorm's
     # num_batches_tracked): run in eval mode, which has the same shapes.
     training = [m for m in module.modules() if m.training]
