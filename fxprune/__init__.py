@@ -7,14 +7,15 @@ Example:
     >>> print(result.summary())
 """
 
-from .api import CompileResult, compile, verify
+from .api import Analysis, CompileResult, analyze, apply_plan, compile, verify
 from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceError
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
+from .passes.taylor import Taylor
 from .report import Figures
 from .tracing import trace
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "verify", "CompileResult", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
+__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
            "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
            "RewriteError", "TraceError", "__version__"]

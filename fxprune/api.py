@@ -1,4 +1,10 @@
-"""``fxprune.compile``: trace, shapes, groups, score, plan, rewrite, verify."""
+"""``fxprune.compile``: trace, shapes, groups, score, plan, rewrite, verify.
+
+:func:`analyze` runs the analysis once (trace, shapes, groups); :func:`apply_plan`
+turns an analysis and a plan into a pruned module. :func:`compile` is the two
+with scoring and planning in between; sensitivity analysis and schedules reuse an
+analysis for many plans.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +15,34 @@ from typing import Any
 
 from torch import fx, nn
 
+from .errors import InputError, PlanError, RewriteError
+from .passes.cost import estimate_macs, estimate_params
 from .passes.groups import Groups, find_groups
 from .passes.importance import Importance, score_groups
 from .passes.oracle import masked_reference, max_difference
-from .passes.plan import Plan, Ratios, make_plan
-from .passes.rewrite import check_shapes, rewrite
+from .passes.plan import Plan, Ratios, check_ratio, make_plan
+from .passes.rewrite import check_shapes, keep_mask, rewrite
 from .passes.shapes import propagate_shapes
-from .errors import InputError, RewriteError
 from .report import Figures, count_params, summarize
 from .tracing import normalize_inputs, trace
 
-__all__ = ["CompileResult", "compile", "verify"]
+__all__ = ["Analysis", "CompileResult", "analyze", "apply_plan", "compile", "verify"]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A traced model with shapes and channel groups: everything a plan is made against."""
+
+    model: nn.Module
+    traced: fx.GraphModule
+    groups: Groups
+    inputs: tuple[Any, ...]
+    before: Figures
+
+    def estimate(self, plan: Plan) -> Figures:
+        """Parameters (exact) and MACs (estimated per node) of ``plan`` without rewriting."""
+        keep = keep_mask(self.groups, plan)
+        return Figures(estimate_params(self.traced, self.groups, keep), estimate_macs(self.traced, self.groups, keep))
 
 
 @dataclass(frozen=True)
@@ -32,6 +55,7 @@ class CompileResult:
         groups: every channel group, prunable or frozen with the reason.
         before, after: parameters and MACs of the model and of ``module``.
         seconds: wall time of the compile.
+        target: the budget asked for, as ("macs" or "params", fraction), if any.
     """
 
     module: fx.GraphModule
@@ -41,15 +65,56 @@ class CompileResult:
     after: Figures
     seconds: float
     traced: fx.GraphModule
+    target: tuple[str, float] | None = None
 
     def summary(self) -> str:
-        return summarize(self.traced.__class__.__name__, self.before, self.after, self.groups, self.plan,
+        text = summarize(self.traced.__class__.__name__, self.before, self.after, self.groups, self.plan,
                          self.seconds)
+        if self.target is not None:
+            kind, fraction = self.target
+            reached = getattr(self.after, kind) / max(1, getattr(self.before, kind))
+            text += f"\n  budget  {kind} target {fraction:.3f}x of the original, reached {reached:.3f}x"
+        return text
 
 
-def compile(model: nn.Module, ratios: Ratios | Plan = 0.5, *, example_inputs: Any = None, exact: bool = False,
+def analyze(model: nn.Module, example_inputs: Any, *, exact: bool = False, leaf_modules: Iterable[type | str] = (),
+            concrete_args: dict[str, Any] | None = None) -> Analysis:
+    """Trace ``model``, propagate shapes on fake tensors and find its channel groups.
+
+    Example:
+        >>> analysis = fxprune.analyze(model, (x,))
+        >>> print(analysis.groups.table())
+    """
+    inputs = normalize_inputs(example_inputs)
+    traced = trace(model, inputs, leaf_modules=leaf_modules, concrete_args=concrete_args)
+    macs = propagate_shapes(traced, inputs)
+    return Analysis(model, traced, find_groups(traced, exact), inputs, Figures(count_params(model), macs))
+
+
+def apply_plan(analysis: Analysis, plan: Plan, *, started: float | None = None,
+               target: tuple[str, float] | None = None) -> CompileResult:
+    """Rewrite the analysed model according to ``plan`` and check the result's shapes.
+
+    Raises:
+        PlanError: the plan does not fit this model's groups.
+        RewriteError: internal error naming the node whose shape came out wrong.
+    """
+    started = time.perf_counter() if started is None else started
+    pruned = rewrite(analysis.traced, analysis.groups, plan)
+    try:
+        macs = propagate_shapes(pruned, analysis.inputs)
+    except InputError as error:  # the inputs fitted the original: the rewrite is at fault
+        raise RewriteError(f"the pruned module does not run: {error}") from error
+    check_shapes(analysis.traced, pruned, analysis.groups, plan)
+    return CompileResult(pruned, plan, analysis.groups, analysis.before, Figures(count_params(pruned), macs),
+                         time.perf_counter() - started, analysis.traced, target)
+
+
+def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inputs: Any = None, exact: bool = False,
             ignore: Iterable[str] = (), round_to: int | None = None, importance: str | Importance = "l1",
-            leaf_modules: Iterable[type | str] = (), concrete_args: dict[str, Any] | None = None) -> CompileResult:
+            global_ranking: bool = False, max_ratio: float = 0.9, target_macs: float | None = None,
+            target_params: float | None = None, leaf_modules: Iterable[type | str] = (),
+            concrete_args: dict[str, Any] | None = None) -> CompileResult:
     """Prune ``model`` structurally and return a new, smaller module. ``model`` is not modified.
 
     Args:
@@ -60,7 +125,12 @@ def compile(model: nn.Module, ratios: Ratios | Plan = 0.5, *, example_inputs: An
         exact: freeze groups whose removal changes kept values (LayerNorm or softmax over channels).
         ignore: glob patterns of modules whose output channels must not be pruned.
         round_to: keep channel counts at multiples of this (hardware-friendly widths).
-        importance: ``"l1"``, ``"l2"`` or ``fn(group, module) -> scores``.
+        importance: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"random"``, a :class:`fxprune.Taylor`,
+            or ``fn(group, module) -> scores``.
+        global_ranking: rank channels across groups (scores normalised per group) instead of
+            applying the ratio to every group; ``max_ratio`` caps any one layer.
+        target_macs, target_params: a budget as a fraction of the original (e.g. 0.5); the
+            ratio is found by search and the summary reports the value reached.
         leaf_modules, concrete_args: passed to :func:`fxprune.trace`.
 
     Example:
@@ -69,21 +139,47 @@ def compile(model: nn.Module, ratios: Ratios | Plan = 0.5, *, example_inputs: An
         >>> print(result.summary())
     """
     start = time.perf_counter()
-    inputs = normalize_inputs(example_inputs)
-    traced = trace(model, inputs, leaf_modules=leaf_modules, concrete_args=concrete_args)
-    macs_before = propagate_shapes(traced, inputs)
-    groups = find_groups(traced, exact)
-    plan = ratios if isinstance(ratios, Plan) else make_plan(
-        groups, score_groups(groups, traced, importance), ratios, ignore=list(ignore), round_to=round_to,
-        module_names=[name for name, _ in model.named_modules() if name])
-    pruned = rewrite(traced, groups, plan)
-    try:
-        macs_after = propagate_shapes(pruned, inputs)
-    except InputError as error:  # the inputs fitted the original: the rewrite is at fault
-        raise RewriteError(f"the pruned module does not run: {error}") from error
-    check_shapes(traced, pruned, groups, plan)
-    return CompileResult(pruned, plan, groups, Figures(count_params(model), macs_before),
-                         Figures(count_params(pruned), macs_after), time.perf_counter() - start, traced)
+    analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args)
+    if isinstance(ratios, Plan):
+        return apply_plan(analysis, ratios, started=start)
+    scores = score_groups(analysis.groups, analysis.traced, importance)
+    names = [name for name, _ in model.named_modules() if name]
+
+    def plan_at(ratio: Ratios) -> Plan:
+        return make_plan(analysis.groups, scores, ratio, ignore=list(ignore), round_to=round_to,
+                         module_names=names, global_ranking=global_ranking, max_ratio=max_ratio)
+
+    target = _budget(target_macs, target_params)
+    if target is None:
+        return apply_plan(analysis, plan_at(0.5 if ratios is None else ratios), started=start)
+    return apply_plan(analysis, _search(analysis, plan_at, *target), started=start, target=target)
+
+
+def _budget(target_macs: float | None, target_params: float | None) -> tuple[str, float] | None:
+    if target_macs is not None and target_params is not None:
+        raise PlanError("give one budget: target_macs or target_params, not both")
+    if target_macs is None and target_params is None:
+        return None
+    kind, value = ("macs", target_macs) if target_macs is not None else ("params", target_params)
+    fraction = check_ratio(value, f"target_{kind}")
+    if fraction <= 0:
+        raise PlanError(f"target_{kind} must be in (0, 1): the fraction of the original to keep")
+    return kind, fraction
+
+
+def _search(analysis: Analysis, plan_at: Any, kind: str, fraction: float, steps: int = 24) -> Plan:
+    """Bisect the ratio for the smallest plan meeting the budget (estimated cost)."""
+    goal = fraction * getattr(analysis.before, kind)
+    low, high = 0.0, 0.995
+    best = plan_at(high)
+    for _ in range(steps):
+        middle = (low + high) / 2
+        plan = plan_at(middle)
+        if getattr(analysis.estimate(plan), kind) <= goal:
+            high, best = middle, plan
+        else:
+            low = middle
+    return best
 
 
 def verify(model: nn.Module, result: CompileResult, example_inputs: Any) -> float:

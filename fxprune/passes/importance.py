@@ -16,7 +16,7 @@ from torch import nn
 from ..errors import InputError
 from .groups import ChannelGroup, Groups
 
-__all__ = ["Importance", "l1", "l2", "IMPORTANCE", "score_groups"]
+__all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 
 Importance = Callable[[ChannelGroup, nn.Module], Union[torch.Tensor, np.ndarray, list]]
 
@@ -46,7 +46,31 @@ def l2(group: ChannelGroup, module: nn.Module) -> np.ndarray:
     return np.sqrt(_per_channel(group, module, 2))
 
 
-IMPORTANCE: dict[str, Importance] = {"l1": l1, "l2": l2}
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def bn_scale(group: ChannelGroup, module: nn.Module) -> np.ndarray:
+    """|gamma| of the normalisation layers in the group (network slimming, Liu et al. 1708.06519).
+
+    Groups without a normalisation layer fall back to :func:`l1`.
+    """
+    scores = np.zeros(group.size, dtype=np.float64)
+    found = False
+    for member in group.members:
+        owner = module.get_submodule(member.module) if member.module else module
+        if isinstance(owner, _NORMS) and member.tensor.endswith(".weight") and owner.weight is not None:
+            values = owner.weight.detach().abs().double().reshape(-1).cpu().numpy()
+            scores += np.bincount(member.channels, weights=values, minlength=group.size)
+            found = True
+    return scores if found else l1(group, module)
+
+
+def random_scores(group: ChannelGroup, module: nn.Module, seed: int = 0) -> np.ndarray:
+    """Uniform random scores, reproducible per group (a baseline for the others)."""
+    return np.random.default_rng([seed, group.index]).random(group.size)
+
+
+IMPORTANCE: dict[str, Importance] = {"l1": l1, "l2": l2, "bn_scale": bn_scale, "random": random_scores}
 
 
 def score_groups(groups: Groups, module: nn.Module, importance: str | Importance = "l1") -> dict[int, np.ndarray]:
@@ -65,6 +89,9 @@ def score_groups(groups: Groups, module: nn.Module, importance: str | Importance
         scorer = importance
     else:
         raise InputError(f"importance must be a name or a callable, got {type(importance).__name__}")
+    prepare = getattr(scorer, "prepare", None)
+    if callable(prepare):  # scorers that need data (Taylor) collect it once
+        prepare(groups, module)
     scores = {}
     for group in groups.prunable:
         raw = scorer(group, module)

@@ -137,8 +137,13 @@ def kept_count(size: int, ratio: float, round_to: int | None = None) -> int:
 
 
 def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, *, ignore: Sequence[str] = (),
-              round_to: int | None = None, module_names: Sequence[str] = ()) -> Plan:
+              round_to: int | None = None, module_names: Sequence[str] = (), global_ranking: bool = False,
+              max_ratio: float = 0.9) -> Plan:
     """Keep the highest-scoring channels of every group at its ratio.
+
+    With ``global_ranking`` the ratio is the fraction of all prunable channels to
+    remove, taken where scores (normalised by each group's mean) are lowest, at most
+    ``max_ratio`` of any layer's channels.
 
     Example:
         >>> plan = make_plan(groups, score_groups(groups, gm), {"layer4.*": 0.7, "*": 0.3})
@@ -146,13 +151,53 @@ def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, 
     if round_to is not None and (isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1):
         raise PlanError(f"round_to must be a positive integer, got {round_to!r}")
     names = list(module_names) or sorted({n for g in groups for n in g.modules})
-    entries = []
-    for index, ratio in sorted(resolve_ratios(groups, ratios, ignore, names).items()):
-        group = groups[index]
-        keep = _top(scores[index], ratio, round_to, group.parts or (np.arange(group.size),), group.segments)
-        if len(keep) < group.size:
-            entries.append(PlanEntry(index, group.name, group.size, ratio, keep, group.modules))
+    chosen = resolve_ratios(groups, ratios, ignore, names)
+    if global_ranking:
+        if isinstance(ratios, Mapping):
+            raise PlanError("global ranking takes one float ratio (the fraction of all channels), not patterns")
+        kept = _global_keep(groups, scores, chosen, check_ratio(max_ratio, "max_ratio") if max_ratio < 1 else 1.0,
+                            round_to)
+    else:
+        kept = {index: _top(scores[index], ratio, round_to, groups[index].parts or (np.arange(groups[index].size),),
+                            groups[index].segments) for index, ratio in chosen.items()}
+    entries = [PlanEntry(index, groups[index].name, groups[index].size, chosen[index], keep, groups[index].modules)
+               for index, keep in sorted(kept.items()) if len(keep) < groups[index].size]
     return Plan(tuple(entries))
+
+
+def _global_keep(groups: Groups, scores: Mapping[int, np.ndarray], chosen: Mapping[int, float], max_ratio: float,
+                 round_to: int | None) -> dict[int, tuple[int, ...]]:
+    """Remove the globally lowest normalised scores, capping each part at ``max_ratio``."""
+    ratio = max(chosen.values(), default=0.0)
+    candidates, caps, kept = [], [], {}
+    for index in chosen:
+        group = groups[index]
+        normalised = scores[index] / (np.abs(scores[index]).mean() + 1e-12)
+        kept[index] = np.ones(group.size, dtype=bool)
+        for part in group.parts or (np.arange(group.size),):
+            caps.append(part.size - kept_count(part.size, max_ratio))
+            candidates += [(float(normalised[c]), index, len(caps) - 1, int(c)) for c in part]
+    budget = int(math.floor(len(candidates) * ratio + 1e-9))
+    removed = [0] * len(caps)
+    for _, index, part, channel in sorted(candidates):
+        if budget == 0:
+            break
+        if removed[part] < caps[part]:
+            removed[part] += 1
+            kept[index][channel] = False
+            budget -= 1
+    result = {}
+    for index, mask in kept.items():
+        group = groups[index]
+        for part in group.parts or (np.arange(group.size),):
+            target = kept_count(part.size, 1 - mask[part].sum() / part.size, round_to) if round_to else 1
+            order = part[np.argsort(-scores[index][part], kind="stable")]
+            mask[order[:target]] = True
+        for segment in group.segments:
+            if not mask[segment].any():
+                mask[segment[np.argmax(scores[index][segment])]] = True
+        result[index] = tuple(int(i) for i in np.flatnonzero(mask))
+    return result
 
 
 def _top(scores: np.ndarray, ratio: float, round_to: int | None, parts: Sequence[np.ndarray],

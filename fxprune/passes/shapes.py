@@ -31,6 +31,17 @@ SHAPE_PRESERVING = (
 
 
 class _ShapeProp(FakeTensorProp):
+    """Fake propagation that also records each node's FLOPs in ``meta['flops']``."""
+
+    counter: FlopCounterMode | None = None
+
+    def run_node(self, n: fx.Node) -> Any:
+        before = self.counter.get_total_flops() if self.counter is not None else 0
+        result = super().run_node(n)
+        if self.counter is not None:
+            n.meta["flops"] = self.counter.get_total_flops() - before
+        return result
+
     def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
         module = self.fetch_attr(target)
         if type(module) in SHAPE_PRESERVING and len(args) == 1 and not kwargs \
@@ -40,7 +51,7 @@ class _ShapeProp(FakeTensorProp):
 
 
 def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) -> int:
-    """Store a fake ``meta['val']`` on every node of ``module`` and return its MACs.
+    """Store a fake ``meta['val']`` (and ``meta['flops']``) on every node of ``module``; return its MACs.
 
     Raises:
         InputError: the example inputs do not fit the model (wrong shape, dtype or count).
@@ -55,6 +66,7 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
         for m in training:
             m.training = False
         with FlopCounterMode(display=False) as counter:
+            prop.counter = counter
             prop.propagate_dont_convert_inputs(*fake)
     except Exception as error:
         node = _failing_node(module, prop)

@@ -1,0 +1,83 @@
+"""Cost of a plan before it is applied: parameters exactly, MACs by per-node scaling.
+
+Budget search evaluates many candidate plans; rewriting each would cost a shape
+propagation. Instead every node's FLOPs, recorded once by the FLOP counter, are
+scaled by the fraction of its output kept and, for convolutions and linears, by the
+fraction of the input channels they contract over.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from ..rules.context import kept_along
+from .groups import Groups
+from .layout import Layout
+
+__all__ = ["estimate_params", "estimate_macs"]
+
+_CONV_FUNCTIONS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+
+
+def _kept_fraction(layout: Layout, keep: np.ndarray, dims: set[int] | None = None) -> float:
+    fraction = 1.0
+    for block in layout.blocks:
+        for axis, dim in enumerate(block.dims):
+            if dims is None or dim in dims:
+                fraction *= kept_along(block, keep, axis).size / layout.shape[dim]
+    return fraction
+
+
+def estimate_params(module: nn.Module, groups: Groups, keep: np.ndarray) -> int:
+    """Exact parameter count after applying ``keep``: every sliced axis is registered."""
+    axes: dict[str, list[np.ndarray]] = {}
+    for (tensor, _), ids in groups.record.params.items():
+        axes.setdefault(tensor, []).append(ids)
+    total = 0
+    for name, param in module.named_parameters():
+        count = param.numel()
+        for ids in axes.get(name, []):
+            count = count * int(keep[ids].sum()) // ids.size
+        total += count
+    return total
+
+
+def _contracted_dim(node: fx.Node, modules: dict[str, nn.Module]) -> int | None:
+    """The input dim a conv (groups == 1) or linear sums over, if the node is one."""
+    x = node.args[0] if node.args else None
+    value = x.meta.get("val") if isinstance(x, fx.Node) else None
+    if not isinstance(value, torch.Tensor):
+        return None
+    if node.op == "call_module":
+        module = modules.get(node.target)
+        if isinstance(module, nn.Linear):
+            return value.ndim - 1
+        if isinstance(module, nn.modules.conv._ConvNd) and module.groups == 1:
+            return value.ndim - (module.weight.ndim - 2) - 1
+    elif node.target is F.linear:
+        return value.ndim - 1
+    elif node.target in _CONV_FUNCTIONS and (node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)) == 1:
+        return value.ndim - _CONV_FUNCTIONS[node.target] - 1
+    return None
+
+
+def estimate_macs(module: fx.GraphModule, groups: Groups, keep: np.ndarray) -> int:
+    """MACs of the pruned module, from the FLOPs recorded on ``module``'s nodes."""
+    modules = dict(module.named_modules())
+    total = 0.0
+    for node in module.graph.nodes:
+        flops = node.meta.get("flops", 0)
+        layout = groups.layouts.get(node)
+        if not flops or not isinstance(layout, Layout):
+            total += flops
+            continue
+        fraction = _kept_fraction(layout, keep)
+        dim = _contracted_dim(node, modules)
+        source = groups.layouts.get(node.args[0]) if dim is not None else None
+        if isinstance(source, Layout):
+            fraction *= _kept_fraction(source, keep, {dim})
+        total += flops * fraction
+    return int(total) // 2
