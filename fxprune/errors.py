@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FxPruneError", "TraceError", "InputError", "PlanError", "RewriteError"]
+__all__ = ["FxPruneError", "TraceError", "InputError", "PlanError", "RewriteError", "ExportError"]
 
 
 class FxPruneError(Exception):
@@ -23,3 +23,7 @@ class PlanError(InputError):
 
 class RewriteError(FxPruneError):
     """Internal error: the emitted module does not have the shapes the plan promised."""
+
+
+class ExportError(FxPruneError):
+    """Exporting to ONNX failed, or ONNX Runtime does not reproduce the PyTorch output."""

@@ -81,8 +81,21 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
         graph = tracer.trace(model, concrete_args=args or None)
     except Exception as error:  # every tracing failure becomes one actionable message
         raise TraceError(_explain(error, tracer.path)) from error
+    _drop_flattened_defaults(graph)
     name = model.__class__.__name__
-    return fx.GraphModule(tracer.root, graph, name)
+    try:
+        return fx.GraphModule(tracer.root, graph, name)
+    except Exception as error:
+        raise TraceError(f"cannot build a GraphModule from the traced graph: {type(error).__name__}: {error}\n"
+                         "Pass the arguments as plain tensors, or specialise them with concrete_args.") from error
+
+
+def _drop_flattened_defaults(graph: fx.Graph) -> None:
+    """Arguments flattened from containers are unpacked in one statement, which cannot hold
+    defaults (torch.fx emits ``x_1 = None, = tree_flatten_spec(...)``, a syntax error)."""
+    if isinstance(graph._codegen, fx.graph._PyTreeCodeGen):
+        for node in graph.find_nodes(op="placeholder"):
+            node.args = ()
 
 
 def _structured_args(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, Any]:

@@ -189,11 +189,12 @@ def _matches(out: Any, value: Any) -> bool:
         return isinstance(out, Layout) and out.shape == tuple(value.shape) and all(
             len(set(b.dims)) == len(b.dims) and b.ids.shape[:-1] == tuple(value.shape[d] for d in b.dims)
             for b in out.blocks)
+    if not any(isinstance(v, torch.Tensor) for v in tree_flatten(value)[0]):  # x.shape, ints: no channels
+        return not any(isinstance(o, Layout) for o in tree_flatten(out, is_leaf=lambda x: isinstance(x, Layout))[0])
     if isinstance(value, (tuple, list)):
         return isinstance(out, (tuple, list)) and len(out) == len(value) and all(
             _matches(o, v) for o, v in zip(out, value))
-    leaves, _ = tree_flatten(value)
-    return not any(isinstance(v, torch.Tensor) for v in leaves)
+    return False
 
 
 def _normalized(ctx: PropagateContext, layout: Layout) -> Layout:

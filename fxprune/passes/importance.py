@@ -31,7 +31,7 @@ def _per_channel(group: ChannelGroup, module: nn.Module, power: int) -> np.ndarr
             continue
         rows = tensor.detach().movedim(member.axis, 0).reshape(tensor.shape[member.axis], -1)
         magnitude = rows.abs() if power == 1 else rows.square()
-        values = magnitude.sum(1, dtype=torch.float64).cpu().numpy()
+        values = magnitude.sum(1).double().cpu().numpy()
         scores += np.bincount(member.channels, weights=values, minlength=group.size)
     return scores
 

@@ -1,8 +1,9 @@
 """Planning: which channels of each group to keep, from a ratio specification.
 
 Ratios are fractions of channels to *remove*. A spec is one float for every group,
-or a mapping from module-name glob patterns to ratios (first match wins, matched
-against the modules producing the group's channels). Planners only plan.
+a mapping from module-name glob patterns to ratios (first match wins, matched
+against the modules producing the group's channels), or a mapping from group
+index to ratio. Planners only plan.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .groups import ChannelGroup, Groups
 
 __all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio"]
 
-Ratios = Union[float, Mapping[str, float]]
+Ratios = Union[float, Mapping[str, float], Mapping[int, float]]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,8 @@ def resolve_ratios(groups: Groups, ratios: Ratios, ignore: Sequence[str],
     if isinstance(ignore, str):
         ignore = [ignore]
     _check_patterns(list(ignore), module_names, "ignore")
+    if isinstance(ratios, Mapping) and ratios and all(isinstance(k, int) for k in ratios):
+        return _by_index(groups, ratios)
     if isinstance(ratios, Mapping):
         spec = {p: check_ratio(r, f"ratio for '{p}'") for p, r in ratios.items()}
         _check_patterns(list(spec), module_names, "ratio")
@@ -125,6 +128,17 @@ def resolve_ratios(groups: Groups, ratios: Ratios, ignore: Sequence[str],
         ratio = next((r for p, r in spec.items() if p == "*" or _matches(group, p)), 0.0)
         if ratio > 0:
             chosen[group.index] = ratio
+    return chosen
+
+
+def _by_index(groups: Groups, ratios: Mapping[int, float]) -> dict[int, float]:
+    """Ratios keyed by group index (sensitivity analysis and schedules plan this way)."""
+    chosen = {}
+    for index, ratio in ratios.items():
+        if not 0 <= index < len(groups) or not groups[index].prunable:
+            raise PlanError(f"group #{index} is not a prunable group of this model")
+        if check_ratio(ratio, f"ratio for group #{index}") > 0:
+            chosen[index] = float(ratio)
     return chosen
 
 

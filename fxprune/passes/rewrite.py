@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import fx, nn
+from torch.utils._pytree import tree_flatten
 
 from ..errors import RewriteError
 from ..rules import lookup
@@ -59,8 +60,8 @@ def rewrite(module: fx.GraphModule, groups: Groups, plan: Plan) -> fx.GraphModul
             attributes[node.target] = _attribute_for(module, node.target, ctx, memo)
         elif node.op in ("call_function", "call_method"):
             rule = lookup(node)
-            if rule is not None and rule.rewrite_args is not None:
-                target, args, kwargs = rule.rewrite_args(ctx)
+            if rule is not None and rule.rewrite_args is not None and _resized(node, ctx):
+                target, args, kwargs = _guarded(rule.rewrite_args, node, ctx)
                 new_node.target = target
                 new_node.args = fx.map_arg(args, lambda n: env[n])
                 new_node.kwargs = fx.map_arg(kwargs, lambda n: env[n])
@@ -68,6 +69,27 @@ def rewrite(module: fx.GraphModule, groups: Groups, plan: Plan) -> fx.GraphModul
     pruned = fx.GraphModule(attributes, graph, module.__class__.__name__)
     _copy_modes(pruned, submodules)
     return pruned
+
+
+def _resized(node: fx.Node, ctx: RewriteContext) -> bool:
+    """Whether a tensor the node reads or writes loses positions; literal channel counts
+    in its arguments (split sizes, view shapes, ``groups``) can only change then."""
+    for value in (node, *node.all_input_nodes):
+        layouts = tree_flatten(ctx.layouts.get(value), is_leaf=lambda x: isinstance(x, Layout))[0]
+        if any(isinstance(layout, Layout) and expected_shape(layout, ctx.keep) != layout.shape
+               for layout in layouts):
+            return True
+    return False
+
+
+def _guarded(function: Any, node: fx.Node, *args: Any) -> Any:
+    """Run a rule's rewrite part; a failure there is fxprune's bug, reported as one."""
+    try:
+        return function(*args)
+    except Exception as error:
+        raise RewriteError(f"cannot rewrite node {node.format_node()}: {type(error).__name__}: {error}. This is a "
+                           "bug in fxprune's rule for this operator; until it is fixed, pass ignore=[...] for the "
+                           "modules feeding it.") from error
 
 
 def _changed(module: nn.Module, node: fx.Node, ctx: RewriteContext) -> bool:
@@ -85,7 +107,7 @@ def _changed(module: nn.Module, node: fx.Node, ctx: RewriteContext) -> bool:
 def _module_for(module: nn.Module, node: fx.Node, ctx: RewriteContext, memo: dict[int, Any]) -> nn.Module:
     rule = lookup(node, module)
     if rule is not None and rule.resize is not None and _changed(module, node, ctx):
-        return rule.resize(module, ctx)
+        return _guarded(rule.resize, node, module, ctx)
     return copy.deepcopy(module, memo)
 
 

@@ -7,9 +7,11 @@ so one pass gives every node's ``meta['val']`` and the model's MACs.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import fx, nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
@@ -30,17 +32,54 @@ SHAPE_PRESERVING = (
 )
 
 
+# Functions and methods likewise: unary value-wise ops, and binary ones whose two
+# tensor operands already agree in shape and dtype.
+UNARY = {F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu, F.elu,
+         F.mish, F.dropout, F.dropout2d, F.dropout3d, torch.relu, torch.sigmoid, torch.tanh,
+         "relu", "relu_", "sigmoid", "tanh", "clone", "detach"}  # not contiguous: it changes strides (a view needs them)
+BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul, torch.add,
+          torch.sub, torch.mul, torch.div, "add", "add_", "mul", "mul_", "sub", "div"}
+
+
+def _shortcut(target: Any, args: tuple, kwargs: dict) -> Any:
+    """The result's fake value when the op cannot change shape or dtype, else None."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    if not tensors or not tensors[0].is_floating_point():
+        return None
+    if target in UNARY and len(tensors) == 1 and not any(isinstance(v, torch.Tensor) for v in kwargs.values()):
+        return tensors[0]
+    if target in BINARY and len(args) == 2 and len(tensors) == 2 and not kwargs \
+            and tensors[0].shape == tensors[1].shape and tensors[0].dtype == tensors[1].dtype:
+        return tensors[0]
+    return None
+
+
 class _ShapeProp(FakeTensorProp):
     """Fake propagation that also records each node's FLOPs in ``meta['flops']``."""
 
     counter: FlopCounterMode | None = None
+    current: fx.Node | None = None
 
     def run_node(self, n: fx.Node) -> Any:
+        self.current = n
         before = self.counter.get_total_flops() if self.counter is not None else 0
         result = super().run_node(n)
         if self.counter is not None:
             n.meta["flops"] = self.counter.get_total_flops() - before
         return result
+
+    def fetch_args_kwargs_from_env(self, n: fx.Node) -> tuple[tuple, dict]:
+        # The generated forward passes plain lists; some layers mutate them in place.
+        args, kwargs = super().fetch_args_kwargs_from_env(n)
+        return _mutable(args), _mutable(kwargs)
+
+    def call_function(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        shortcut = _shortcut(target, args, kwargs)
+        return shortcut if shortcut is not None else super().call_function(target, args, kwargs)
+
+    def call_method(self, target: Any, args: tuple, kwargs: dict) -> Any:
+        shortcut = _shortcut(target, args, kwargs)
+        return shortcut if shortcut is not None else super().call_method(target, args, kwargs)
 
     def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
         module = self.fetch_attr(target)
@@ -79,9 +118,15 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
     return counter.get_total_flops() // 2
 
 
-def _failing_node(module: fx.GraphModule, prop: FakeTensorProp) -> str:
-    env = getattr(prop, "env", {})
-    for node in module.graph.nodes:
-        if node not in env:
-            return node.format_node()
-    return "the model output"
+def _mutable(value: Any) -> Any:
+    if isinstance(value, fx.immutable_collections.immutable_list):
+        return [_mutable(v) for v in value]
+    if isinstance(value, fx.immutable_collections.immutable_dict):
+        return {k: _mutable(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_mutable(v) for v in value)
+    return value
+
+
+def _failing_node(module: fx.GraphModule, prop: _ShapeProp) -> str:
+    return prop.current.format_node() if prop.current is not None else "the model's inputs"

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
+from torch import fx
 
 from ..passes.layout import Layout
 from .context import PropagateContext, RewriteContext
@@ -115,7 +116,7 @@ def prelu(ctx: PropagateContext) -> Layout:
 
 
 def functional_layer_norm(ctx: PropagateContext) -> Layout:
-    count = len(ctx.arg(1, "normalized_shape"))
+    count = len(ctx.val(ctx.arg(1, "normalized_shape")))  # a literal, or a node such as x.shape[-1:]
     params = []
     for index, name in ((2, "weight"), (3, "bias")):
         arg = ctx.arg(index, name)
@@ -127,7 +128,10 @@ def functional_layer_norm(ctx: PropagateContext) -> Layout:
 def _layer_norm_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
     x = ctx.node.args[0]
     rank = len(ctx.shape(x))
-    count = len(ctx.arg(1, "normalized_shape"))
+    normalized_shape = ctx.arg(1, "normalized_shape")
+    if isinstance(normalized_shape, fx.Node):  # computed from the pruned tensor at run time
+        return ctx.node.target, ctx.node.args, ctx.node.kwargs
+    count = len(normalized_shape)
     return _set_arg(ctx, 1, "normalized_shape", tuple(ctx.new_size(x, d) for d in range(rank - count, rank)))
 
 

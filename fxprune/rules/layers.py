@@ -145,12 +145,13 @@ def linear_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
     return new
 
 
-def channel_norm(ctx: PropagateContext, x: Layout, vectors: list[Any], groups: int = 1,
+def channel_norm(ctx: PropagateContext, x: Layout, vectors: list[Any], groups: int | None = None,
                  data_stats: bool = False) -> Layout:
     """Per-channel affine and statistics (BatchNorm, InstanceNorm, GroupNorm, PReLU).
 
     GroupNorm normalises each group of channels together, so a group is removed
-    whole, which keeps the statistics of the kept groups exact. Statistics computed
+    whole, which keeps the statistics of the kept groups exact (``groups`` is None for
+    per-channel norms; GroupNorm(1, C) is one group). Statistics computed
     from the data (training-mode BatchNorm, InstanceNorm) span every other dim, so
     a tracked block there changes values when pruned.
     """
@@ -165,7 +166,7 @@ def channel_norm(ctx: PropagateContext, x: Layout, vectors: list[Any], groups: i
         for vector in vectors:
             ctx.freeze(vector, "normalisation over folded channels")
         return x
-    if groups > 1:
+    if groups is not None:
         grid = x_ids[:, 0].reshape(groups, -1)
         if grid.shape[1] > 1:
             ctx.unify(np.repeat(grid[:, :1], grid.shape[1] - 1, axis=1), grid[:, 1:], "group norm group")
@@ -184,7 +185,7 @@ def _module_vectors(ctx: PropagateContext, names: tuple[str, ...]) -> list[np.nd
 def norm_module(ctx: PropagateContext) -> Layout:
     vectors = _module_vectors(ctx, ("weight", "bias", "running_mean", "running_var"))
     module = ctx.module
-    groups = getattr(module, "num_groups", 1)
+    groups = getattr(module, "num_groups", None)
     data_stats = module.training or getattr(module, "running_mean", None) is None
     return channel_norm(ctx, ctx.layout(ctx.node.args[0]), vectors, groups, data_stats)
 
