@@ -12,10 +12,11 @@ from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceErro
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
 from .passes.taylor import Taylor
 from .report import Figures
+from .serialize import load, read_metadata, save
 from .tracing import trace
 
 __version__ = "0.1.0"
 
 __all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
            "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
-           "RewriteError", "TraceError", "__version__"]
+           "RewriteError", "TraceError", "save", "load", "read_metadata", "__version__"]

@@ -26,4 +26,4 @@ class RewriteError(FxPruneError):
 
 
 class ExportError(FxPruneError):
-    """Exporting to ONNX failed, or ONNX Runtime does not reproduce the PyTorch output."""
+    """Exporting failed (ONNX, or torch.export when saving), or ONNX Runtime does not reproduce PyTorch."""

@@ -48,7 +48,10 @@ def summarize(name: str, before: Figures, after: Figures, groups: Groups, plan: 
         f"  groups  {len(groups)} found: {len(pruned)} pruned, {len(groups.prunable) - len(pruned)} kept whole, "
         f"{len(frozen)} frozen",
     ]
-    if not groups.prunable:
+    if not len(groups):
+        lines.append("  nothing is prunable: no conv or linear layer produces channels fxprune can track "
+                     "(an exported ATen graph? compile the original nn.Module instead)")
+    elif not groups.prunable:
         lines.append("  nothing is prunable: every channel group is frozen (reasons below)")
     reasons = Counter(reason for g in frozen for reason in g.frozen_by)
     if reasons:

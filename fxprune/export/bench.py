@@ -1,0 +1,290 @@
+"""Latency of models side by side in ONNX Runtime (and eager PyTorch), against their MACs.
+
+Each model is exported with :func:`fxprune.export.to_onnx` (so every timed file is
+also a checked one), then timed on the CPU execution provider with graph
+optimisation level ALL: ``warmup`` untimed runs, then ``runs`` timed runs, reported
+as median and 90th percentile. The first model is the baseline: every row gets
+``speedup = baseline median / its median`` and ``macs_reduction = baseline MACs / its
+MACs``, and ``efficiency = speedup / macs_reduction`` says how much of the ideal
+speed-up that pruning promised the runtime delivers (1.0: all of it).
+
+Example:
+    >>> import torch, torchvision, fxprune
+    >>> from fxprune.export import benchmark
+    >>> model, x = torchvision.models.resnet18(), torch.randn(1, 3, 64, 64)
+    >>> pruned = fxprune.compile(model, 0.5, example_inputs=(x,)).module
+    >>> report = benchmark((model, pruned), (x,), runs=10)
+    >>> print(report.to_markdown())
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+from torch.utils._pytree import tree_map
+from torch.utils.flop_counter import FlopCounterMode
+from tqdm import tqdm
+
+from ..errors import InputError
+from ..report import count_params
+from ..tracing import normalize_inputs
+from .onnx import OnnxExport, flat_tensors, make_session, run_session, to_onnx
+
+__all__ = ["BenchmarkRow", "BenchmarkReport", "benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchmarkRow:
+    """One model at one batch size. Latencies in milliseconds; ratios against the baseline model."""
+
+    name: str
+    batch_size: int
+    ort_median_ms: float
+    ort_p90_ms: float
+    eager_median_ms: float | None
+    eager_p90_ms: float | None
+    onnx_bytes: int
+    params: int
+    macs: int
+    speedup: float
+    macs_reduction: float
+    efficiency: float
+    eager_speedup: float | None
+
+
+@dataclass(frozen=True)
+class BenchmarkReport:
+    """What :func:`benchmark` measured: one row per model and batch size, baseline first.
+
+    Attributes:
+        rows: the measurements.
+        baseline: name of the model the ratios are relative to.
+        threads, runs, warmup: the settings used (threads for both ORT and eager).
+        versions: torch and onnxruntime versions, for comparing reports.
+    """
+
+    rows: tuple[BenchmarkRow, ...]
+    baseline: str
+    threads: int
+    runs: int
+    warmup: int
+    versions: Mapping[str, str]
+
+    def to_json(self) -> str:
+        """The report as JSON; :meth:`from_json` reads it back."""
+        return json.dumps({**asdict(self), "versions": dict(self.versions)}, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> BenchmarkReport:
+        """Parse :meth:`to_json`'s output.
+
+        Example:
+            >>> BenchmarkReport.from_json(report.to_json()) == report
+            True
+        """
+        data = json.loads(text)
+        rows = tuple(BenchmarkRow(**row) for row in data.pop("rows"))
+        return cls(rows=rows, **data)
+
+    def to_markdown(self) -> str:
+        """A GitHub-flavoured table, one line per row, with the settings underneath."""
+        header = ["model", "batch", "ORT median ms", "ORT p90 ms", "eager median ms", "params", "MACs",
+                  "ONNX MB", "speed-up", "MACs reduction", "efficiency"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for r in self.rows:
+            cells = [r.name, str(r.batch_size), f"{r.ort_median_ms:.2f}", f"{r.ort_p90_ms:.2f}",
+                     "-" if r.eager_median_ms is None else f"{r.eager_median_ms:.2f}", _human(r.params),
+                     _human(r.macs), f"{r.onnx_bytes / 1e6:.1f}", f"{r.speedup:.2f}x", f"{r.macs_reduction:.2f}x",
+                     f"{r.efficiency:.2f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+        versions = ", ".join(f"{k} {v}" for k, v in self.versions.items())
+        lines.append(f"\nONNX Runtime CPU, {self.threads} threads, {self.warmup} warm-up + {self.runs} timed runs; "
+                     f"baseline {self.baseline}; {versions}")
+        return "\n".join(lines)
+
+
+def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], example_inputs: Any, *,
+              runs: int = 50, warmup: int = 10, threads: int | None = None, eager: bool = True,
+              batch_sizes: Sequence[int] = (1,), workdir: str | Path | None = None, progress: bool = True,
+              session_config: Mapping[str, str] | None = None) -> BenchmarkReport:
+    """Export each model to ONNX and time it in ONNX Runtime (and eager PyTorch) side by side.
+
+    No model is modified: each is copied and put in eval mode. Timed runs alternate
+    between the models (run 1 of each, run 2 of each, ...), so that a change in machine
+    load during the benchmark hits every model alike and the ratios stay meaningful.
+
+    Args:
+        models: ``{name: model}``, the first being the baseline, or ``(original, pruned)``.
+        example_inputs: positional arguments of ``forward``; dim 0 of every tensor is the batch,
+            resized to each of ``batch_sizes`` by repeating or dropping samples.
+        runs, warmup: timed and untimed runs per model and batch size.
+        threads: ORT ``intra_op_num_threads`` and ``torch.set_num_threads`` (default: ``os.cpu_count()``);
+            torch's setting is restored afterwards.
+        eager: also time eager PyTorch under ``torch.inference_mode``.
+        batch_sizes: batch sizes to measure (one ONNX file per model serves them all).
+        workdir: where to keep the ONNX files; a temporary folder, deleted afterwards, when ``None``.
+        progress: show a tqdm bar on stderr (only when stderr is a terminal).
+        session_config: extra ONNX Runtime session entries, e.g. ``{"session.intra_op.allow_spinning": "0"}``.
+
+    Returns:
+        A :class:`BenchmarkReport`: ``.rows``, ``.to_markdown()``, ``.to_json()``.
+
+    Raises:
+        InputError: an argument is malformed (no models, runs < 1, a batch size < 1, ...).
+        ExportError: a model does not export, or ONNX Runtime does not reproduce it.
+
+    Example:
+        >>> report = benchmark({"original": model, "pruned": result.module}, (x,), runs=20, threads=4)
+        >>> report.rows[1].speedup, report.rows[1].efficiency
+    """
+    named = {name: copy.deepcopy(model).eval() for name, model in _named_models(models).items()}
+    threads = (os.cpu_count() or 1) if threads is None else threads
+    _check_settings(runs, warmup, threads, batch_sizes)
+    inputs = normalize_inputs(example_inputs)
+    bar = tqdm(total=len(named) + len(batch_sizes) * (2 if eager else 1), desc="benchmark", file=sys.stderr,
+               leave=False, disable=not (progress and sys.stderr.isatty()))
+    with tempfile.TemporaryDirectory(prefix="fxprune-bench-") as scratch, bar:
+        folder = Path(workdir) if workdir is not None else Path(scratch)
+        exported = {name: _export(name, model, inputs, folder / f"{index}_{_file_stem(name)}.onnx", bar)
+                    for index, (name, model) in enumerate(named.items())}
+        sessions = {name: make_session(e.path, threads=threads, config=session_config) for name, e in exported.items()}
+        measured = []
+        for batch in batch_sizes:
+            batch_inputs = _with_batch(inputs, batch)
+            flat = flat_tensors(batch_inputs)
+            bar.set_postfix_str(f"ONNX Runtime, batch {batch}")
+            ort_times = _time({n: partial(run_session, s, flat) for n, s in sessions.items()}, runs, warmup)
+            bar.update()
+            eager_times = _time_eager(named, batch_inputs, runs, warmup, threads, bar) if eager else {}
+            measured += [{"name": name, "batch_size": batch, "ort": ort_times[name], "eager": eager_times.get(name),
+                          "onnx_bytes": exported[name].file_bytes, "params": count_params(model),
+                          "macs": count_macs(model, batch_inputs)} for name, model in named.items()]
+    baseline = next(iter(named))
+    return BenchmarkReport(tuple(_relative_rows(measured, baseline)), baseline, threads, runs, warmup,
+                           {"torch": torch.__version__, "onnxruntime": ort.__version__})
+
+
+def _named_models(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module]) -> dict[str, nn.Module]:
+    if isinstance(models, tuple) and len(models) == 2:
+        models = {"original": models[0], "pruned": models[1]}
+    if not isinstance(models, Mapping) or not models:
+        raise InputError("models must be a non-empty {name: module} mapping or an (original, pruned) pair")
+    for name, model in models.items():
+        if not isinstance(model, nn.Module):
+            raise InputError(f"models[{name!r}] is a {type(model).__name__}, not an nn.Module")
+    return dict(models)
+
+
+def _check_settings(runs: int, warmup: int, threads: int, batch_sizes: Sequence[int]) -> None:
+    def positive(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    if not positive(runs) or not (positive(warmup) or warmup == 0):
+        raise InputError(f"runs must be >= 1 and warmup >= 0, got runs={runs!r}, warmup={warmup!r}")
+    if not positive(threads):
+        raise InputError(f"threads must be a positive int (or None for os.cpu_count()), got {threads!r}")
+    if not batch_sizes or not all(positive(b) for b in batch_sizes):
+        raise InputError(f"batch_sizes must be positive ints, e.g. (1, 8), got {batch_sizes!r}")
+
+
+def _export(name: str, model: nn.Module, inputs: tuple[Any, ...], path: Path, bar: tqdm) -> OnnxExport:
+    bar.set_postfix_str(f"export {name}")
+    exported = to_onnx(model, inputs, path)
+    bar.update()
+    return exported
+
+
+def _relative_rows(measured: list[dict[str, Any]], baseline: str) -> list[BenchmarkRow]:
+    base = {m["batch_size"]: m for m in measured if m["name"] == baseline}
+    rows = []
+    for m in measured:
+        ref = base[m["batch_size"]]
+        speedup = _median(ref["ort"]) / _median(m["ort"])
+        macs_reduction = ref["macs"] / m["macs"] if m["macs"] else float("nan")
+        eager_speedup = _median(ref["eager"]) / _median(m["eager"]) if m["eager"] else None
+        rows.append(BenchmarkRow(
+            m["name"], m["batch_size"], _median(m["ort"]), _p90(m["ort"]),
+            _median(m["eager"]) if m["eager"] else None, _p90(m["eager"]) if m["eager"] else None,
+            m["onnx_bytes"], m["params"], m["macs"], speedup, macs_reduction, speedup / macs_reduction,
+            eager_speedup))
+    return rows
+
+
+def count_macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
+    """Multiply-accumulates of one forward (FLOPs / 2, as counted by ``torch.utils.flop_counter``)."""
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    return counter.get_total_flops() // 2
+
+
+def _time(calls: Mapping[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
+    """Milliseconds per run of each call, the calls taking turns run by run."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(runs):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+def _time_eager(models: Mapping[str, nn.Module], inputs: tuple[Any, ...], runs: int, warmup: int, threads: int,
+                bar: tqdm) -> dict[str, list[float]]:
+    bar.set_postfix_str("eager PyTorch")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            return _time({name: partial(model, *inputs) for name, model in models.items()}, runs, warmup)
+    finally:
+        torch.set_num_threads(previous)
+        bar.update()
+
+
+def _with_batch(inputs: tuple[Any, ...], batch: int) -> tuple[Any, ...]:
+    """Every tensor with dim 0 resized to ``batch`` (samples repeated cyclically or dropped)."""
+    def resize(value: Any) -> Any:
+        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] == batch:
+            return value
+        index = torch.arange(batch) % value.shape[0]
+        return value[index].contiguous()
+
+    return tree_map(resize, inputs)
+
+
+def _median(times: list[float]) -> float:
+    return statistics.median(times)
+
+
+def _p90(times: list[float]) -> float:
+    return float(np.percentile(times, 90))
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "model"
+
+
+def _human(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
