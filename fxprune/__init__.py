@@ -12,6 +12,10 @@ from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceErro
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
 from .passes.taylor import Taylor
 from .report import Figures
+from .config import ConfigError, PruneConfig, load_config, parse_config
+from .passes.compensate import compensate_bias
+from .passes.schedule import ScheduleResult, prune_iteratively
+from .passes.sensitivity import SensitivityReport, sensitivity
 from .serialize import load, read_metadata, save
 from .tracing import trace
 
@@ -19,4 +23,6 @@ __version__ = "0.1.0"
 
 __all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
            "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
-           "RewriteError", "TraceError", "save", "load", "read_metadata", "__version__"]
+           "RewriteError", "TraceError", "save", "load", "read_metadata", "sensitivity", "SensitivityReport",
+           "prune_iteratively", "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig",
+           "ConfigError", "__version__"]

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import json
 import logging
@@ -32,6 +33,7 @@ from typing import Any, NoReturn
 
 from . import serialize
 from .api import compile as compile_model
+from .cli_sensitivity import EPILOG as _SENSITIVITY_EPILOG, add_sensitivity_arguments, run_sensitivity
 from .cli_inputs import (
     example_inputs,
     load_model,
@@ -60,6 +62,7 @@ _INPUTS_HELP = """inputs:
   A .pt2 written by fxprune remembers its input shapes, so --input-shape may be left out."""
 
 _EPILOGS = {
+    "sensitivity": _SENSITIVITY_EPILOG,
     "prune": """examples:
   fxprune prune resnet18 --ratio 0.5 --input-shape 1,3,224,224 -o resnet18_pruned.pt2
   fxprune prune r2plus1d_18 --ratio 0.3 --ratio 'layer4.*=0.6' --input-shape 1,3,16,112,112 \\
@@ -137,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     _inspect_arguments(command("inspect", "List the channel groups of a model.", _inspect))
     _export_arguments(command("export", "Export a model or a .pt2 to ONNX, checked in ONNX Runtime.", _export))
     _bench_arguments(command("bench", "Benchmark an original and a pruned model; check budgets.", _bench))
+    add_sensitivity_arguments(command("sensitivity", "Prune each channel group alone and measure a metric.",
+                                      _sensitivity))
     return parser
 
 
@@ -145,6 +150,7 @@ def _prune_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--ratio", action="append", default=[], metavar="[PATTERN=]RATIO",
                      help="fraction of channels to remove, in [0, 1) (repeatable with patterns)")
     sub.add_argument("--plan", metavar="FILE", help="apply a saved plan (plan.json or a .pt2) instead of ratios")
+    sub.add_argument("--config", metavar="FILE.yaml", help="a YAML pruning schedule (importance, ratios, steps)")
     sub.add_argument("--exact", action="store_true", help="freeze groups whose removal changes kept values")
     sub.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
                      help="glob of modules whose output channels are kept (repeatable)")
@@ -228,14 +234,17 @@ def _refuse_pt2(spec: str, command: str) -> None:
 
 def _prune(args: argparse.Namespace, progress: _Progress) -> _Outcome:
     _refuse_pt2(args.model, "prune")
-    if args.plan and args.ratio:
-        raise InputError("give either --ratio or --plan, not both")
-    ratios = load_plan(args.plan) if args.plan else parse_ratios(args.ratio)
+    if sum(bool(v) for v in (args.plan, args.ratio, args.config)) > 1:
+        raise InputError("give one of --ratio, --plan or --config")
     inputs = _inputs(args)
     model = _model(args.model, progress, args.weights)
     with progress.step(f"pruning {args.model} (trace, groups, plan, rewrite)"):
-        result = compile_model(model, ratios, example_inputs=inputs, exact=args.exact, ignore=args.ignore,
-                               round_to=args.round_to, importance=args.importance)
+        if args.config:
+            result = _from_config(args.config, model, inputs, args.quiet)
+        else:
+            ratios = load_plan(args.plan) if args.plan else parse_ratios(args.ratio)
+            result = compile_model(model, ratios, example_inputs=inputs, exact=args.exact, ignore=args.ignore,
+                                   round_to=args.round_to, importance=args.importance)
     outputs: dict[str, Any] = {}
     if args.plan_out:
         Path(args.plan_out).parent.mkdir(parents=True, exist_ok=True)
@@ -258,6 +267,23 @@ def _prune(args: argparse.Namespace, progress: _Progress) -> _Outcome:
             "outputs": outputs, "onnx": _onnx_data(onnx) or None}
     text = "\n".join([result.summary()] + [f"  wrote {kind:<4} {path}" for kind, path in outputs.items()]
                      + ([f"  ONNX max |onnxruntime - torch| = {onnx.max_abs_error:.3g}"] if onnx else []))
+    return _Outcome(text, data)
+
+
+def _from_config(path: str, model: Any, inputs: tuple[Any, ...], quiet: bool) -> Any:
+    """Run a YAML schedule; a multi-step schedule reports its last step against the original."""
+    from .config import load_config
+
+    outcome = load_config(path).run(model, inputs, progress=not quiet)
+    if hasattr(outcome, "history"):
+        if not quiet:
+            print(outcome.summary(), file=sys.stderr)
+        return dataclasses.replace(outcome.steps[-1], before=outcome.before)
+    return outcome
+
+
+def _sensitivity(args: argparse.Namespace, progress: _Progress) -> _Outcome:
+    text, data = run_sensitivity(args, progress)
     return _Outcome(text, data)
 
 

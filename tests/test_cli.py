@@ -7,6 +7,7 @@ small. Cheap commands run two at a time; the prune -> export -> bench chain shar
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -175,3 +176,35 @@ def test_console_script_inspects_a_3d_model() -> None:
     assert done.returncode == 0, done.stderr
     assert "#0" in done.stdout and "[prunable]" in done.stdout and "frozen" in done.stdout
     assert "features.0" in done.stdout
+
+
+def test_sensitivity_writes_report_and_ratios(tmp_path: Path) -> None:
+    evaluator = tmp_path / "sens_eval.py"
+    evaluator.write_text("import torch\n\ndef score(module):\n    torch.manual_seed(0)\n"
+                         "    with torch.no_grad():\n        return -float(module(torch.randn(2, 3, 8, 16, 16)).abs().mean())\n")
+    done = subprocess.run([sys.executable, "-m", "fxprune", "sensitivity", "tests.cli_factory:tiny3d",
+                           "--input-shape", "1,3,8,16,16", "--eval", "sens_eval:score", "--ratios", "0.25,0.5",
+                           "--out", str(tmp_path / "out"), "--tolerance", "1.0", "--json", "-q"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["rows"] >= 2 and data["ratios"]
+    for name in ("sensitivity.csv", "sensitivity.json", "sensitivity.png", "ratios.yaml"):
+        assert (tmp_path / "out" / name).exists()
+
+
+def test_prune_with_yaml_schedule(tmp_path: Path) -> None:
+    config = tmp_path / "prune.yaml"
+    config.write_text("version: 1\nratios: 0.4\nschedule: {steps: 2, kind: agp}\n")
+    done = subprocess.run([sys.executable, "-m", "fxprune", "prune", "tests.cli_factory:tiny3d", "--input-shape",
+                           "1,3,8,16,16", "--config", str(config), "--json", "-q"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["after"]["params"] < data["before"]["params"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nratios: 1.5\n")
+    done = subprocess.run([sys.executable, "-m", "fxprune", "prune", "tests.cli_factory:tiny3d", "--input-shape",
+                           "1,3,8,16,16", "--config", str(bad)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "line 2" in done.stderr and "ratios" in done.stderr

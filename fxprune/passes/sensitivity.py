@@ -1,0 +1,298 @@
+"""Sensitivity analysis: prune every channel group alone at several ratios and measure.
+
+Li et al. (*Pruning Filters for Efficient ConvNets*, arXiv 1608.08710, section 4.4)
+prune one layer at a time and plot accuracy against the pruned fraction: flat curves
+mark layers that can lose many channels, steep ones layers to spare. The model is
+analysed once; every point is one plan applied to that analysis and scored by the
+user's ``evaluate(module) -> float`` (higher is better). The report derives per-group
+ratios from the curves, by a tolerance or by a MACs budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import FxPruneError, InputError, PlanError
+from ..report import Figures
+from .importance import Importance, score_groups
+from .plan import Plan, check_ratio, make_plan
+
+if TYPE_CHECKING:
+    from ..api import Analysis
+
+__all__ = ["DEFAULT_RATIOS", "SensitivityReport", "SensitivityRow", "sensitivity"]
+
+DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """One measured point: group ``group`` alone pruned at ``ratio``."""
+
+    group: int
+    name: str
+    size: int
+    ratio: float
+    removed: int
+    metric: float
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class SensitivityReport:
+    """Metric of the model with each group pruned alone, at each ratio.
+
+    ``analysis`` and ``scores`` are kept (not serialised) so that
+    :meth:`derive_ratios` can estimate the MACs of combined plans; a report read
+    back with :meth:`from_json` derives ratios by tolerance only.
+    """
+
+    rows: tuple[SensitivityRow, ...]
+    baseline: float
+    before: Figures
+    analysis: Analysis | None = field(default=None, repr=False, compare=False)
+    scores: Mapping[int, np.ndarray] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def groups(self) -> tuple[int, ...]:
+        """Indices of the measured groups, in the order measured."""
+        return tuple(dict.fromkeys(row.group for row in self.rows))
+
+    def curve(self, group: int) -> tuple[SensitivityRow, ...]:
+        """The rows of one group, by increasing ratio."""
+        return tuple(sorted((r for r in self.rows if r.group == group), key=lambda r: r.ratio))
+
+    def to_csv(self, path: str | Path) -> None:
+        """One line per point, with a header; the baseline is a row with group -1 and ratio 0."""
+        names = list(SensitivityRow.__dataclass_fields__)
+        with Path(path).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(names)
+            writer.writerow([-1, "baseline", 0, 0.0, 0, self.baseline, self.before.params, self.before.macs])
+            writer.writerows([getattr(row, name) for name in names] for row in self.rows)
+
+    def to_json(self, path: str | Path) -> None:
+        data = {"format": "fxprune-sensitivity", "version": 1, "baseline": self.baseline,
+                "before": asdict(self.before), "rows": [asdict(row) for row in self.rows]}
+        Path(path).write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> SensitivityReport:
+        """Read a report written by :meth:`to_json` (without the analysis)."""
+        try:
+            data = json.loads(Path(path).read_text())
+            rows = tuple(SensitivityRow(**row) for row in data["rows"])
+            return cls(rows, float(data["baseline"]), Figures(**data["before"]))
+        except (ValueError, KeyError, TypeError) as error:
+            raise InputError(f"{path} is not an fxprune sensitivity report: {error}") from error
+
+    def plot(self, path: str | Path, *, legend: int = 10) -> None:
+        """Save a PNG of metric against ratio, one line per group.
+
+        Only the ``legend`` most sensitive groups (largest drop at any ratio) are
+        coloured and named; the others are drawn thin and grey.
+        """
+        _plot(self, Path(path), legend)
+
+    def derive_ratios(self, tolerance: float | None = None, *, target_macs: float | None = None) -> dict[int, float]:
+        """Per-group ratios (group index -> ratio), ready for ``make_plan`` or ``fxprune.compile``.
+
+        Args:
+            tolerance: for each group, the largest measured ratio such that the metric
+                at it and at every smaller ratio stays within ``tolerance`` (in metric
+                units) of the baseline. Groups that fail at the smallest ratio are left out.
+            target_macs: instead, a budget as a fraction of the original MACs: ratios
+                grow greedily where the metric drops least per MAC saved, until the
+                estimated MACs of all groups pruned together meet the budget.
+
+        Raises:
+            PlanError: both or neither option given, or a budget the measured ratios cannot reach.
+
+        Example:
+            >>> ratios = report.derive_ratios(tolerance=0.01)
+            >>> result = fxprune.compile(model, ratios, example_inputs=(x,))
+        """
+        if (tolerance is None) == (target_macs is None):
+            raise PlanError("give one of tolerance= (metric units) or target_macs= (fraction of MACs to keep)")
+        if tolerance is not None:
+            if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+                raise PlanError(f"tolerance must be a number >= 0 in metric units, got {tolerance!r}")
+            return {g: r for g in self.groups if (r := self._tolerated(g, float(tolerance))) > 0}
+        fraction = check_ratio(target_macs, "target_macs")
+        if fraction <= 0:
+            raise PlanError("target_macs must be in (0, 1): the fraction of the original MACs to keep")
+        return self._greedy(fraction)
+
+    def _tolerated(self, group: int, tolerance: float) -> float:
+        ratio = 0.0
+        for row in self.curve(group):
+            if row.metric < self.baseline - tolerance:
+                break
+            ratio = row.ratio
+        return ratio
+
+    def _greedy(self, fraction: float) -> dict[int, float]:
+        if self.analysis is None or self.scores is None:
+            raise PlanError("deriving ratios for a MACs budget needs the analysis: use the report returned by "
+                            "sensitivity(), not one read from JSON")
+        goal = fraction * self.before.macs
+        points = {g: [(0.0, self.baseline, self.before.macs)] + [(r.ratio, r.metric, r.macs) for r in self.curve(g)]
+                  for g in self.groups}
+        position = dict.fromkeys(points, 0)
+        chosen: dict[int, float] = {}
+        while self.analysis.estimate(self._plan(chosen)).macs > goal:
+            step = _cheapest_step(points, position)
+            if step is None:
+                raise PlanError(f"target_macs={fraction} cannot be reached with the measured ratios; measure "
+                                "larger ratios or more groups, or use fxprune.compile(target_macs=...)")
+            group, index = step
+            position[group] = index
+            chosen[group] = points[group][index][0]
+        return chosen
+
+    def _plan(self, chosen: Mapping[int, float]) -> Plan:
+        if not chosen or self.analysis is None or self.scores is None:
+            return Plan(())
+        return make_plan(self.analysis.groups, self.scores, dict(chosen))
+
+
+def _cheapest_step(points: Mapping[int, list[tuple[float, float, int]]],
+                   position: Mapping[int, int]) -> tuple[int, int] | None:
+    """The (group, point) with the least metric drop per MAC saved from where each group stands."""
+    best: tuple[float, int, int, int] | None = None
+    for group, curve in points.items():
+        _, metric, macs = curve[position[group]]
+        for index in range(position[group] + 1, len(curve)):
+            saved = macs - curve[index][2]
+            if saved > 0:
+                key = ((metric - curve[index][1]) / saved, -saved, group, index)
+                best = key if best is None or key < best else best
+    return None if best is None else (best[2], best[3])
+
+
+def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Module], float], *,
+                ratios: Sequence[float] = DEFAULT_RATIOS, groups: Iterable[int] | None = None,
+                importance: str | Importance = "l1", exact: bool = False, progress: bool = True) -> SensitivityReport:
+    """Prune each group alone at each ratio and evaluate the pruned module.
+
+    Args:
+        model: a 2D or 3D CNN; it is not modified (the baseline is evaluated on a copy).
+        example_inputs: positional arguments of ``model.forward``, as for ``fxprune.compile``.
+        evaluate: ``evaluate(module) -> float``, higher is better (accuracy, minus a loss).
+        ratios: fractions of channels to remove, each in (0, 1).
+        groups: group indices to measure (default: every prunable group).
+        importance: which channels go first, as for ``fxprune.compile``.
+        exact: freeze groups whose removal changes kept values.
+        progress: show a progress bar.
+
+    Raises:
+        PlanError: a ratio out of range, or a group that does not exist or is frozen.
+        InputError: ``evaluate`` returned something that is not a finite number.
+
+    Example:
+        >>> report = sensitivity(model, (x,), lambda m: accuracy(m, loader))
+        >>> report.plot("sensitivity.png")
+        >>> ratios = report.derive_ratios(tolerance=0.02)
+    """
+    from ..api import analyze, apply_plan  # the api module imports the passes package
+
+    points = _check_ratios(ratios)
+    analysis = analyze(model, example_inputs, exact=exact)
+    chosen = _check_groups(analysis.groups, groups)
+    scores = score_groups(analysis.groups, analysis.traced, importance)
+    baseline = _metric(evaluate, copy.deepcopy(model), "the unpruned model")
+    rows = []
+    bar = tqdm(total=len(chosen) * len(points), desc="sensitivity", unit="point", disable=not progress)
+    with bar:
+        for index in chosen:
+            group = analysis.groups[index]
+            for ratio in points:
+                plan = make_plan(analysis.groups, scores, {index: ratio})
+                if plan.entries:
+                    result = apply_plan(analysis, plan)
+                    metric, after = _metric(evaluate, result.module, f"group #{index} at {ratio}"), result.after
+                else:  # too few channels to remove one at this ratio: the model is unchanged
+                    metric, after = baseline, analysis.before
+                removed = plan.entries[0].removed if plan.entries else 0
+                rows.append(SensitivityRow(index, group.name, group.size, ratio, removed, metric, after.params,
+                                           after.macs))
+                bar.set_postfix(group=group.name, metric=f"{metric:.4g}")
+                bar.update()
+    return SensitivityReport(tuple(rows), baseline, analysis.before, analysis, scores)
+
+
+def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
+    if isinstance(ratios, (int, float)):
+        ratios = (ratios,)
+    points = tuple(sorted({check_ratio(r, "sensitivity ratio") for r in ratios}))
+    if not points or points[0] <= 0:
+        raise PlanError(f"sensitivity ratios must be in (0, 1), got {tuple(ratios)!r}")
+    return points
+
+
+def _check_groups(groups: Any, chosen: Iterable[int] | None) -> tuple[int, ...]:
+    if chosen is None:
+        return tuple(g.index for g in groups.prunable)
+    indices = tuple(chosen)
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(groups):
+            raise PlanError(f"group {index!r} does not exist; valid indices are 0..{len(groups) - 1} "
+                            "(print fxprune.analyze(model, inputs).groups.table())")
+        if not groups[index].prunable:
+            raise PlanError(f"group #{index} ({groups[index].name}) is frozen: {groups[index].reason}")
+    return tuple(int(i) for i in indices)
+
+
+def _metric(evaluate: Callable[[nn.Module], float], module: nn.Module, what: str) -> float:
+    value = evaluate(module)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(float(value)):
+        raise InputError(f"evaluate() must return a finite number (higher is better); for {what} it returned "
+                         f"{value!r}")
+    return float(value)
+
+
+def _plot(report: SensitivityReport, path: Path, legend: int) -> None:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise FxPruneError("plotting needs matplotlib: pip install 'fxprune[plot]'") from error
+    # A bare Figure with the Agg canvas draws off-screen without touching pyplot's global backend.
+    figure = Figure(figsize=(8, 5), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    drops = {g: report.baseline - min(r.metric for r in report.curve(g)) for g in report.groups}
+    named = set(sorted(drops, key=lambda g: -drops[g])[:max(0, legend)])
+    for group in report.groups:
+        curve = report.curve(group)
+        x, y = [0.0] + [r.ratio for r in curve], [report.baseline] + [r.metric for r in curve]
+        if group in named:
+            axes.plot(x, y, marker="o", markersize=3, label=f"#{group} {curve[0].name} ({curve[0].size})")
+        else:
+            axes.plot(x, y, color="0.75", linewidth=0.8, zorder=0)
+    axes.axhline(report.baseline, color="black", linestyle="--", linewidth=0.8, label="baseline")
+    hidden = len(report.groups) - len(named)
+    title = "Sensitivity: each group pruned alone"
+    axes.set_title(title + (f" ({hidden} least sensitive groups in grey)" if hidden else ""))
+    axes.set_xlabel("fraction of the group's channels removed")
+    axes.set_ylabel("metric (higher is better)")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize="small", loc="best")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
