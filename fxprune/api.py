@@ -144,9 +144,10 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
         return apply_plan(analysis, ratios, started=start)
     scores = score_groups(analysis.groups, analysis.traced, importance)
     names = [name for name, _ in model.named_modules() if name]
+    ignored = [ignore] if isinstance(ignore, str) else list(ignore)  # one pattern, not its characters
 
     def plan_at(ratio: Ratios) -> Plan:
-        return make_plan(analysis.groups, scores, ratio, ignore=list(ignore), round_to=round_to,
+        return make_plan(analysis.groups, scores, ratio, ignore=ignored, round_to=round_to,
                          module_names=names, global_ranking=global_ranking, max_ratio=max_ratio)
 
     target = _budget(target_macs, target_params)

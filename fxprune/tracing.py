@@ -72,6 +72,7 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
     if not isinstance(model, nn.Module):
         raise InputError(f"fxprune needs an nn.Module, got {type(model).__name__}")
     leaves = list(leaf_modules)
+    _check_arguments(model, example_inputs, leaves, concrete_args)
     tracer = _Tracer(tuple(t for t in leaves if isinstance(t, type)),
                      frozenset(t for t in leaves if isinstance(t, str)))
     args = dict(concrete_args or {})
@@ -84,10 +85,39 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
     _drop_flattened_defaults(graph)
     name = model.__class__.__name__
     try:
-        return fx.GraphModule(tracer.root, graph, name)
+        traced = fx.GraphModule(tracer.root, graph, name)
     except Exception as error:
         raise TraceError(f"cannot build a GraphModule from the traced graph: {type(error).__name__}: {error}\n"
                          "Pass the arguments as plain tensors, or specialise them with concrete_args.") from error
+    # GraphModule re-creates container modules (a Sequential holding leaves) in training mode.
+    originals = dict(model.named_modules())
+    for path, sub in traced.named_modules():
+        if path in originals and type(sub) is nn.Module:
+            sub.training = originals[path].training
+    return traced
+
+
+def _check_arguments(model: nn.Module, example_inputs: Any, leaves: list[Any],
+                     concrete_args: dict[str, Any] | None) -> None:
+    """Reject what tracing would silently ignore: extra inputs, unknown names, odd leaves."""
+    bad_leaves = [leaf for leaf in leaves if not isinstance(leaf, (type, str))]
+    if bad_leaves:
+        raise InputError(f"leaf_modules must hold module types or qualified names, got {bad_leaves!r}")
+    signature = inspect.signature(model.forward)
+    names = list(signature.parameters)
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    unknown = [key for key in (concrete_args or {}) if key not in names]
+    if unknown and not takes_any:
+        raise InputError(f"concrete_args names {unknown} are not arguments of {type(model).__name__}.forward; "
+                         f"its arguments are {names}")
+    if example_inputs is not None:
+        inputs = normalize_inputs(example_inputs)
+        try:
+            signature.bind_partial(*inputs)
+        except TypeError as error:
+            raise InputError(f"{len(inputs)} example inputs do not fit {type(model).__name__}.forward"
+                             f"({', '.join(names)}): "
+                             f"{error}. Pass one value per positional argument, as a tuple.") from error
 
 
 def _drop_flattened_defaults(graph: fx.Graph) -> None:

@@ -47,12 +47,16 @@ class ChannelRecord:
     producers: set[int] = field(default_factory=set)
     readers: set[int] = field(default_factory=set)
     size: int = 0
-    _starts: list[int] = field(default_factory=list)
+    # First id of every space, in a buffer grown by doubling: spaces_of searches it once per
+    # call, and converting a list there made discovery quadratic in the number of layers.
+    _starts: np.ndarray = field(default_factory=lambda: np.zeros(64, dtype=np.int64))
 
     def new_space(self, size: int, owner: str, axis: int = 0) -> np.ndarray:
         space = Space(self.size, size, owner, axis)
+        if len(self.spaces) == self._starts.size:
+            self._starts = np.concatenate([self._starts, np.zeros_like(self._starts)])
+        self._starts[len(self.spaces)] = space.start
         self.spaces.append(space)
-        self._starts.append(space.start)
         self.size += size
         return np.arange(space.start, space.start + size, dtype=np.int64)
 
@@ -75,7 +79,8 @@ class ChannelRecord:
     def spaces_of(self, ids: np.ndarray) -> set[int]:
         ids = np.asarray(ids).reshape(-1)
         ids = ids[ids != OPAQUE]
-        return set(np.unique(np.searchsorted(self._starts, ids, side="right") - 1).tolist())
+        starts = self._starts[:len(self.spaces)]
+        return set(np.unique(np.searchsorted(starts, ids, side="right") - 1).tolist())
 
     def unify(self, a: np.ndarray, b: np.ndarray, reason: str) -> None:
         """Make ``a[i]`` and ``b[i]`` one channel; opaque on either side freezes the other."""

@@ -17,7 +17,7 @@ import torch
 from torch import fx
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ..rules import lookup
+from ..rules import lookup, register_optional_rules
 from ..rules.context import PropagateContext, describe
 from .channel_graph import ChannelRecord, connected_components
 from .layout import Block, Layout
@@ -134,6 +134,7 @@ def find_groups(module: fx.GraphModule, exact: bool = False) -> Groups:
 
 
 def propagate_layouts(module: fx.GraphModule, exact: bool) -> tuple[dict[fx.Node, Any], ChannelRecord]:
+    register_optional_rules()
     record = ChannelRecord()
     layouts: dict[fx.Node, Any] = {}
     submodules = dict(module.named_modules())
@@ -282,9 +283,11 @@ def _segments(layouts: dict[fx.Node, Any], record: ChannelRecord, roots: np.ndar
             key = seg.tobytes()
             if key not in seen:
                 seen.add(key)
-                g = int(group_of_id[seg[0]])
-                if g >= 0:
-                    found[g].append(seg)
+                # A dim can carry channels of several groups (a split across a concat of
+                # unrelated branches): each group keeps one of its own there.
+                owners = group_of_id[seg]
+                for g in np.unique(owners[owners >= 0]).tolist():
+                    found[g].append(seg[owners == g])
     return found
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch._subclasses.fake_tensor import FakeTensorMode
+from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensorMode,
+                                           unset_fake_temporarily)
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
@@ -36,7 +37,7 @@ SHAPE_PRESERVING = (
 # tensor operands already agree in shape and dtype.
 UNARY = {F.relu, F.relu6, F.gelu, F.silu, F.hardswish, F.hardsigmoid, F.sigmoid, F.tanh, F.leaky_relu, F.elu,
          F.mish, F.dropout, F.dropout2d, F.dropout3d, torch.relu, torch.sigmoid, torch.tanh,
-         "relu", "relu_", "sigmoid", "tanh", "clone", "detach"}  # not contiguous: it changes strides (a view needs them)
+         "relu", "relu_", "sigmoid", "tanh", "clone", "detach"}  # not contiguous: it changes strides
 BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.imul, torch.add,
           torch.sub, torch.mul, torch.div, "add", "add_", "mul", "mul_", "sub", "div"}
 
@@ -86,7 +87,21 @@ class _ShapeProp(FakeTensorProp):
         if type(module) in SHAPE_PRESERVING and len(args) == 1 and not kwargs \
                 and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
             return args[0]
-        return super().call_module(target, args, kwargs)
+        try:
+            return super().call_module(target, args, kwargs)
+        except (DataDependentOutputException, DynamicOutputShapeException):
+            return self._run_for_real(module, args, kwargs)
+
+    def _run_for_real(self, module: nn.Module, args: tuple, kwargs: dict) -> Any:
+        """A leaf module whose forward branches on data (why it was made a leaf) cannot run
+        on fake tensors: run it once on zeros of the same shapes, assuming that its output
+        shapes do not depend on the values."""
+        with unset_fake_temporarily():
+            real = tree_map(lambda v: torch.zeros(v.shape, dtype=v.dtype) if isinstance(v, torch.Tensor) else v,
+                            (args, kwargs))
+            with torch.no_grad():
+                out = module(*real[0], **real[1])
+        return tree_map(lambda v: self._mode.from_tensor(v) if isinstance(v, torch.Tensor) else v, out)
 
 
 def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) -> int:
