@@ -7,6 +7,7 @@ Example:
     >>> print(result.summary())
 """
 
+from . import models
 from .api import Analysis, CompileResult, analyze, apply_plan, compile, verify
 from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceError
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
@@ -25,4 +26,4 @@ __all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_p
            "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
            "RewriteError", "TraceError", "save", "load", "read_metadata", "sensitivity", "SensitivityReport",
            "prune_iteratively", "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig",
-           "ConfigError", "__version__"]
+           "ConfigError", "models", "__version__"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import torchvision
 from torch import fx, nn
 
 import fxprune
+import fxprune.export.onnx
 from fxprune.errors import ExportError, FxPruneError, InputError
 from fxprune.export import BenchmarkReport, OnnxExport, benchmark, to_onnx
 from fxprune.models import c3d, slowfast, slowfast_inputs
@@ -99,6 +101,12 @@ def _checksum(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def test_cases_are_really_pruned(pruned: dict) -> None:
+    for model, module, _ in pruned.values():
+        assert sum(p.numel() for p in module.parameters()) < sum(p.numel() for p in model.parameters())
+    assert pruned["concat"][1].get_submodule("mix").in_channels < 20  # the concat itself lost channels
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_export_matches_pytorch(name: str, pruned: dict, exported: dict) -> None:
     result = exported[name]
@@ -173,12 +181,45 @@ def test_caller_module_is_unchanged(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, model(*inputs).numpy(), atol=1e-5)
 
 
-def test_dynamo_exporter_also_works(pruned: dict, tmp_path: Path) -> None:
-    _, module, inputs = pruned["concat"]
-    result = to_onnx(module, inputs, tmp_path / "dynamo.onnx", exporter="dynamo")
-    assert result.exporter == "dynamo" and result.max_abs_error < 1e-4
+def _refuse(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("exporter unavailable")
+
+
+class _Upsampling(nn.Module):
+    """Adaptive pooling to a size that is not a factor of the input (VGG's 7x7 head on small
+    images): the TorchScript exporter refuses it, the dynamo exporter handles it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.pool = nn.AdaptiveAvgPool2d(3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.conv(x)), 1)
+
+
+@pytest.mark.parametrize("case", ["torchscript", "fallback-to-dynamo"])
+def test_exporters_work_quietly(case: str, pruned: dict, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    if case == "torchscript":
+        _, module, inputs = pruned["concat"]
+    else:
+        module, inputs = _Upsampling(), (torch.randn(2, 3, 4, 4),)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = to_onnx(module, inputs, tmp_path / "quiet.onnx")
+    assert [str(w.message) for w in caught] == []
+    assert capfd.readouterr() == ("", "")  # nor the graph dump of the failed TorchScript attempt
+    assert result.exporter == case.split("-")[-1] and result.max_abs_error < 1e-4
+    assert result.file_bytes == result.path.stat().st_size  # one file, no external weights
     (got,) = _ort_outputs(result.path, _batch_of(inputs, 4))
-    assert got.shape == (4, 5)
+    assert got.shape[0] == 4
+
+
+def test_every_exporter_failing_raises_export_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fxprune.export.onnx, "_export_torchscript", _refuse)
+    monkeypatch.setattr(fxprune.export.onnx, "_export_dynamo", _refuse)
+    with pytest.raises(ExportError, match="torchscript: RuntimeError: exporter unavailable; dynamo: RuntimeError"):
+        to_onnx(nn.ReLU(), (torch.randn(1, 2),), tmp_path / "none.onnx")
 
 
 @pytest.mark.parametrize("options", [{"atol": -1.0}, {"rtol": float("nan")}, {"exporter": "tflite"}, {"opset": 3}])
@@ -191,13 +232,15 @@ def test_bad_options_raise_input_error(options: dict, tmp_path: Path) -> None:
 def report(pruned: dict, tmp_path_factory: pytest.TempPathFactory) -> BenchmarkReport:
     model, module, inputs = pruned["concat"]
     return benchmark((model, module), inputs, runs=2, warmup=1, threads=1, batch_sizes=(1, 2),
-                     workdir=tmp_path_factory.mktemp("bench"), progress=False)
+                     workdir=tmp_path_factory.mktemp("bench"), progress=False,
+                     session_config={"session.intra_op.allow_spinning": "0"})
 
 
 def test_benchmark_rows_and_ratios(report: BenchmarkReport, pruned: dict) -> None:
     assert [(r.name, r.batch_size) for r in report.rows] == [
         ("original", 1), ("pruned", 1), ("original", 2), ("pruned", 2)]
     assert report.baseline == "original" and report.threads == 1 and report.runs == 2
+    assert report.session_config == {"session.intra_op.allow_spinning": "0"}
     for row in report.rows:
         assert row.ort_median_ms > 0 and row.ort_p90_ms >= row.ort_median_ms * 0.999
         assert row.eager_median_ms is not None and row.eager_median_ms > 0
@@ -212,10 +255,11 @@ def test_benchmark_rows_and_ratios(report: BenchmarkReport, pruned: dict) -> Non
 def test_benchmark_report_serialises(report: BenchmarkReport) -> None:
     assert BenchmarkReport.from_json(report.to_json()) == report
     data = json.loads(report.to_json())
-    assert set(data) == {"rows", "baseline", "threads", "runs", "warmup", "versions"}
+    assert set(data) == {"rows", "baseline", "threads", "runs", "warmup", "session_config", "versions"}
     lines = report.to_markdown().splitlines()
     assert lines[0].startswith("| model | batch | ORT median ms")
     assert set(lines[1]) <= set("|-") and len(lines) >= 2 + len(report.rows)
+    assert "allow_spinning=0" in lines[-1]
 
 
 def test_benchmark_restores_torch_threads(pruned: dict) -> None:

@@ -7,6 +7,7 @@ so one pass gives every node's ``meta['val']`` and the model's MACs.
 
 from __future__ import annotations
 
+import logging
 import operator
 from typing import Any
 
@@ -116,6 +117,11 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
     # Training-mode layers update real buffers in Python (BatchNorm's
     # num_batches_tracked): run in eval mode, which has the same shapes.
     training = [m for m in module.modules() if m.training]
+    # A shape error is reported below as one InputError; keep torch's fake-tensor logger
+    # from printing its own traceback first.
+    fake_logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = fake_logger.level
+    fake_logger.setLevel(logging.CRITICAL)
     try:
         for m in training:
             m.training = False
@@ -128,6 +134,7 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
                          f"{str(error).splitlines()[0] if str(error) else ''}\n"
                          "Check their number, shapes and dtype against the model's forward.") from error
     finally:
+        fake_logger.setLevel(level)
         for m in training:
             m.training = True
     return counter.get_total_flops() // 2
