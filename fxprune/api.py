@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 from torch import fx, nn
+from torch.utils._pytree import tree_flatten
 
 from .errors import InputError, PlanError, RewriteError
 from .passes.cost import estimate_macs, estimate_params
 from .passes.groups import Groups, find_groups
+from .passes.layout import Layout
 from .passes.importance import Importance, score_groups
 from .passes.oracle import masked_reference, max_difference
 from .passes.plan import Plan, Ratios, check_ratio, make_plan
@@ -104,7 +107,7 @@ def apply_plan(analysis: Analysis, plan: Plan, *, started: float | None = None,
     try:
         macs = propagate_shapes(pruned, analysis.inputs)
     except InputError as error:  # the inputs fitted the original: the rewrite is at fault
-        raise RewriteError(f"the pruned module does not run: {error}") from error
+        raise RewriteError(f"the pruned module does not run: {error}", getattr(error, "node", None)) from error
     check_shapes(analysis.traced, pruned, analysis.groups, plan)
     return CompileResult(pruned, plan, analysis.groups, analysis.before, Figures(count_params(pruned), macs),
                          time.perf_counter() - started, analysis.traced, target)
@@ -151,9 +154,54 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
                          module_names=names, global_ranking=global_ranking, max_ratio=max_ratio)
 
     target = _budget(target_macs, target_params)
-    if target is None:
-        return apply_plan(analysis, plan_at(0.5 if ratios is None else ratios), started=start)
-    return apply_plan(analysis, _search(analysis, plan_at, *target), started=start, target=target)
+    for attempt in range(_RETRIES + 1):
+        plan = plan_at(0.5 if ratios is None else ratios) if target is None else _search(analysis, plan_at, *target)
+        try:
+            return apply_plan(analysis, plan, started=start, target=target)
+        except RewriteError as error:
+            if error.node is None or attempt == _RETRIES:
+                raise
+            analysis = _freeze_around(analysis, error.node, str(error).splitlines()[0])
+    raise AssertionError("unreachable")
+
+
+_RETRIES = 64  # each retry freezes at least one more group, so the loop ends
+
+
+def _tensor_inputs(node: fx.Node, groups: Groups) -> list[fx.Node]:
+    """Tensors a node reads, looking through plain values (sizes) to the tensors they came from."""
+    found, todo, seen = [], list(node.all_input_nodes), set()
+    while todo:
+        value = todo.pop()
+        if value in seen:
+            continue
+        seen.add(value)
+        if isinstance(groups.layouts.get(value), Layout):
+            found.append(value)
+        else:
+            todo.extend(value.all_input_nodes)
+    return found
+
+
+def _freeze_around(analysis: Analysis, node_name: str, why: str) -> Analysis:
+    """Freeze every group whose channels reach the node a rewrite failed at.
+
+    A rule can meet a form it does not resize correctly, for instance a view whose
+    sizes are computed at run time from another tensor's shape. Rather than emit a
+    broken module, the groups around that node are kept whole and the plan is made again.
+    """
+    groups = analysis.groups
+    node = next(n for n in analysis.traced.graph.nodes if n.name == node_name)
+    ids = [block.ids.reshape(-1) for value in (node, *_tensor_inputs(node, groups))
+           for layout in tree_flatten(groups.layouts.get(value), is_leaf=lambda x: isinstance(x, Layout))[0]
+           if isinstance(layout, Layout) for block in layout.blocks]
+    roots = set(groups.roots[np.concatenate(ids)[np.concatenate(ids) >= 0]].tolist()) if ids else set()
+    reason = f"the rewrite could not resize {node.op} '{node.name}' ({why[:160]})"
+    frozen = tuple(replace(g, frozen_by=g.frozen_by + (reason,)) if roots & set(g.roots.tolist()) else g
+                   for g in groups)
+    if all(a.frozen_by == b.frozen_by for a, b in zip(frozen, groups)):
+        raise RewriteError(f"cannot recover from a failed rewrite at '{node_name}': {why}", None)
+    return replace(analysis, groups=replace(groups, groups=frozen))
 
 
 def _budget(target_macs: float | None, target_params: float | None) -> tuple[str, float] | None:

@@ -22,7 +22,15 @@ class PlanError(InputError):
 
 
 class RewriteError(FxPruneError):
-    """Internal error: the emitted module does not have the shapes the plan promised."""
+    """Internal error: the emitted module does not have the shapes the plan promised.
+
+    ``node`` names the graph node at fault when known; :func:`fxprune.compile` then
+    freezes the channel groups around it and plans again.
+    """
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 class ExportError(FxPruneError):

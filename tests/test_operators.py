@@ -324,3 +324,29 @@ def test_compile_in_train_mode_leaves_running_stats_untouched() -> None:
     snapshot = _snapshot(model)
     _compile(TRAIN_CASE, model, RATIO, exact=True)
     _assert_state_equal(model, snapshot)
+
+
+class _ViewSizedByAnotherTensor(nn.Module):
+    """b is reshaped with sizes read at run time from a: fine unpruned, wrong once a and b differ."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv_a, self.conv_b = nn.Conv2d(3, 8, 1), nn.Conv2d(3, 8, 1)
+        self.head_a, self.head_b = nn.Conv2d(8, 4, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.conv_a(x), self.conv_b(x)
+        n, c, h, w = a.shape
+        b = b.flatten(2).reshape(n, c, h, w)
+        return self.head_a(a), self.head_b(b)
+
+
+def test_a_rewrite_it_cannot_do_freezes_the_groups_around_it() -> None:
+    model = _ViewSizedByAnotherTensor().eval()
+    x = torch.randn(1, 3, 5, 5)
+    result = fxprune.compile(model, {"conv_a": 0.5, "conv_b": 0.25}, example_inputs=(x,), exact=True)
+    assert fxprune.verify(model, result, (x,)) <= 1e-5
+    assert [t.shape for t in result.module(x)] == [t.shape for t in model(x)]
+    assert "could not resize" in result.summary()
+    # both groups meet at that reshape (one as data, one through its sizes): both stay whole
+    assert all(not g.prunable for g in result.groups)

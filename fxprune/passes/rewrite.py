@@ -89,7 +89,7 @@ def _guarded(function: Any, node: fx.Node, *args: Any) -> Any:
     except Exception as error:
         raise RewriteError(f"cannot rewrite node {node.format_node()}: {type(error).__name__}: {error}. This is a "
                            "bug in fxprune's rule for this operator; until it is fixed, pass ignore=[...] for the "
-                           "modules feeding it.") from error
+                           "modules feeding it.", node.name) from error
 
 
 def _changed(module: nn.Module, node: fx.Node, ctx: RewriteContext) -> bool:
@@ -154,4 +154,4 @@ def check_shapes(original: fx.GraphModule, pruned: fx.GraphModule, groups: Group
         if got != want:
             raise RewriteError(f"after pruning, node {new_nodes[node.name].format_node()} has shape {got}, "
                                f"expected {want}. This is a bug in fxprune's rule for this operator; until it "
-                               "is fixed, pass ignore=[...] for the modules feeding it.")
+                               "is fixed, pass ignore=[...] for the modules feeding it.", node.name)

@@ -130,9 +130,11 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
             prop.propagate_dont_convert_inputs(*fake)
     except Exception as error:
         node = _failing_node(module, prop)
-        raise InputError(f"the example inputs do not fit the model at {node}: {type(error).__name__}: "
-                         f"{str(error).splitlines()[0] if str(error) else ''}\n"
-                         "Check their number, shapes and dtype against the model's forward.") from error
+        failure = InputError(f"the example inputs do not fit the model at {node}: {type(error).__name__}: "
+                             f"{str(error).splitlines()[0] if str(error) else ''}\n"
+                             "Check their number, shapes and dtype against the model's forward.")
+        failure.node = prop.current.name if prop.current is not None else None
+        raise failure from error
     finally:
         fake_logger.setLevel(level)
         for m in training:
