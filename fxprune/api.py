@@ -8,6 +8,7 @@ analysis for many plans.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -23,7 +24,7 @@ from .passes.groups import Groups, find_groups
 from .passes.layout import Layout
 from .passes.importance import Importance, score_groups
 from .passes.oracle import masked_reference, max_difference
-from .passes.plan import Plan, Ratios, check_ratio, make_plan
+from .passes.plan import Plan, Ratios, make_plan
 from .passes.rewrite import check_shapes, keep_mask, rewrite
 from .passes.shapes import propagate_shapes
 from .report import Figures, count_params, summarize
@@ -210,10 +211,9 @@ def _budget(target_macs: float | None, target_params: float | None) -> tuple[str
     if target_macs is None and target_params is None:
         return None
     kind, value = ("macs", target_macs) if target_macs is not None else ("params", target_params)
-    fraction = check_ratio(value, f"target_{kind}")
-    if fraction <= 0:
-        raise PlanError(f"target_{kind} must be in (0, 1): the fraction of the original to keep")
-    return kind, fraction
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise PlanError(f"target_{kind} must be in (0, 1): the fraction of the original to keep, got {value!r}")
+    return kind, float(value)
 
 
 def _search(analysis: Analysis, plan_at: Any, kind: str, fraction: float, steps: int = 24) -> Plan:

@@ -169,7 +169,9 @@ def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, 
     if global_ranking:
         if isinstance(ratios, Mapping):
             raise PlanError("global ranking takes one float ratio (the fraction of all channels), not patterns")
-        kept = _global_keep(groups, scores, chosen, check_ratio(max_ratio, "max_ratio") if max_ratio < 1 else 1.0,
+        # 1 or more means no cap; anything else must be a ratio (a string or None is not).
+        uncapped = isinstance(max_ratio, (int, float)) and not isinstance(max_ratio, bool) and max_ratio >= 1
+        kept = _global_keep(groups, scores, chosen, 1.0 if uncapped else check_ratio(max_ratio, "max_ratio"),
                             round_to)
     else:
         kept = {index: _top(scores[index], ratio, round_to, groups[index].parts or (np.arange(groups[index].size),),

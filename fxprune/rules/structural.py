@@ -198,7 +198,28 @@ def reshape(ctx: PropagateContext) -> Layout:
     layout, lost = reshape_layout(ctx.layout(ctx.node.args[0]), ctx.shape())
     for block in lost:
         ctx.freeze(block, "reshape mixes channels with another tracked axis")
+    computed = _computed_size_dims(ctx, len(layout.shape))
+    for block in layout.blocks:
+        sized = [d for d in block.dims if layout.shape[d] > 1]
+        if len(sized) > 1 and computed & set(sized):
+            # The fold is pruned along its longest dim (see groups._normalized). A literal size
+            # there is rewritten, but a size computed from x.size() beside it is not: they clash.
+            primary = max(sized, key=lambda d: (layout.shape[d], block.dims.index(d)))
+            if primary not in computed:
+                ctx.freeze(block, "reshape folds channels by a literal and a computed size")
     return layout
+
+
+def _computed_size_dims(ctx: PropagateContext, rank: int) -> set[int]:
+    """Output dims of a view/reshape whose size argument is computed at run time."""
+    if getattr(ctx.node.target, "__name__", ctx.node.target) not in ("view", "reshape"):
+        return set()
+    sizes = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = sizes[0]
+    if len(sizes) == 1 and isinstance(sizes[0], fx.Node):  # x.view(y.shape): all computed
+        return set(range(rank))
+    return {d for d, size in enumerate(sizes) if isinstance(size, fx.Node)}
 
 
 def shape_rewrite(first_size_arg: int) -> Any:
