@@ -30,9 +30,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
-import torch  # noqa: E402
-
-from fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate  # noqa: E402
+import torch
+from fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate
 
 
 def draw_example(seed: int, index: int) -> tuple[NetSpec, float, int | None]:
@@ -88,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     typed_examples: dict[str, list[int]] = {}
     failures: list[tuple[int, str]] = []
     start = time.perf_counter()
-    with multiprocessing.Pool(args.jobs, initializer=_init_worker) if args.jobs > 1 else _Serial() as pool:
-        for done, (index, outcome, failure) in enumerate(pool.imap_unordered(run_one, jobs, chunksize=4), 1):
+    pool = multiprocessing.Pool(args.jobs, initializer=_init_worker) if args.jobs > 1 else None
+    results = pool.imap_unordered(run_one, jobs, chunksize=4) if pool is not None else map(run_one, jobs)
+    try:
+        for done, (index, outcome, failure) in enumerate(results, 1):
             if outcome.startswith("typed: "):
                 outcomes["typed error"] += 1
                 message = normalised(outcome[len("typed: "):])
@@ -103,6 +104,9 @@ def main(argv: list[str] | None = None) -> int:
             if done % 500 == 0:
                 print(f"... {done}/{len(jobs)} examples, {len(failures)} failures, "
                       f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
     seconds = time.perf_counter() - start
     print(f"\n{len(jobs)} examples (seed {args.seed}) in {seconds:.0f} s")
     passed = outcomes["passed"] + outcomes["passed, nothing pruned"]
@@ -113,19 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     listed = f"  (examples {sorted(i for i, _ in failures)})" if failures else ""
     print(f"  failures       {len(failures):>6}{listed}")
     return 1 if failures else 0
-
-
-class _Serial:
-    """The Pool interface, in this process."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap_unordered(self, fn, items, chunksize=1):  # noqa: ANN001, ANN201
-        return map(fn, items)
 
 
 if __name__ == "__main__":

@@ -17,15 +17,27 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Op", "NetSpec", "FuzzNet", "Draw", "RandomDraw", "HypothesisDraw", "generate", "strategy",
-           "check_example", "FuzzFailure", "TOLERANCE"]
+__all__ = [
+    "TOLERANCE",
+    "Draw",
+    "FuzzFailure",
+    "FuzzNet",
+    "HypothesisDraw",
+    "NetSpec",
+    "Op",
+    "RandomDraw",
+    "check_example",
+    "generate",
+    "strategy",
+]
 
 MAX_CHANNELS = 8
 MAX_OPS = 10
@@ -523,7 +535,7 @@ def _split(b: _Builder, src: int) -> None:
         return _conv(b, src)
     how = d.choice(["split", "chunk", "slice", "split_int"])
     if how == "split":
-        cut = sorted(set(d.int(1, c - 1) for _ in range(d.int(1, 2))))
+        cut = sorted({d.int(1, c - 1) for _ in range(d.int(1, 2))})
         sizes = [hi - lo for lo, hi in zip([0, *cut], [*cut, c])]
         params: dict[str, Any] = {"how": how, "sizes": sizes, "count": len(sizes)}
     elif how == "chunk":

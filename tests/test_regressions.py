@@ -180,7 +180,7 @@ class SplitAcrossUnrelatedBranches(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         y = torch.cat([self.a(x), self.b(x)], 1)
-        head, unused_tail = torch.split(y, [7, 5], 1)
+        head, _tail = torch.split(y, [7, 5], 1)  # the tail feeds nothing
         return self.c(head) + self.e(self.b(x))
 
 
