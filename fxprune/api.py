@@ -89,6 +89,8 @@ def analyze(model: nn.Module, example_inputs: Any, *, exact: bool = False, leaf_
         >>> analysis = fxprune.analyze(model, (x,))
         >>> print(analysis.groups.table())
     """
+    if not isinstance(exact, bool):  # exact="no" would silently mean True
+        raise InputError(f"exact must be True or False, got {exact!r}")
     inputs = normalize_inputs(example_inputs)
     traced = trace(model, inputs, leaf_modules=leaf_modules, concrete_args=concrete_args)
     macs = propagate_shapes(traced, inputs)

@@ -36,6 +36,7 @@ from fxprune.errors import InputError
 __all__ = ["distributed_session", "evaluate", "fine_tune", "make_loader", "weights_checksum"]
 
 _OPTIMIZERS = ("sgd", "adamw")
+_SCHEDULES = ("constant", "cosine")
 
 
 def _to_device(inputs: Any, device: torch.device) -> Any:
@@ -72,7 +73,23 @@ def _optimizer(name: str, module: nn.Module, lr: float, momentum: float, weight_
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay)
 
 
-def _check_options(epochs: int, lr: float, steps: int | None, optimizer: str) -> None:
+def _scheduler(
+    name: str, solver: torch.optim.Optimizer, total: int | None, warmup: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-step learning-rate schedule: constant, or linear warm-up then cosine decay to 0."""
+    if name == "constant":
+        return None
+    if total is None:
+        raise InputError("schedule='cosine' needs the number of steps: pass steps= or a loader with a length")
+    warmup = min(warmup, total - 1)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(solver, T_max=max(1, total - warmup))
+    if warmup == 0:
+        return decay
+    ramp = torch.optim.lr_scheduler.LinearLR(solver, start_factor=1.0 / (warmup + 1), total_iters=warmup)
+    return torch.optim.lr_scheduler.SequentialLR(solver, [ramp, decay], milestones=[warmup])
+
+
+def _check_options(epochs: int, lr: float, steps: int | None, optimizer: str, schedule: str, warmup: int) -> None:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise InputError(f"epochs must be a positive int, got {epochs!r}")
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
@@ -81,6 +98,10 @@ def _check_options(epochs: int, lr: float, steps: int | None, optimizer: str) ->
         raise InputError(f"lr must be a finite number > 0, got {lr!r}")
     if optimizer not in _OPTIMIZERS:
         raise InputError(f"optimizer must be one of {_OPTIMIZERS}, got {optimizer!r}")
+    if schedule not in _SCHEDULES:
+        raise InputError(f"schedule must be one of {_SCHEDULES}, got {schedule!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise InputError(f"warmup must be an int >= 0, got {warmup!r}")
 
 
 def _mean_over_ranks(value: torch.Tensor, info: DistributedInfo) -> float:
@@ -102,6 +123,8 @@ def fine_tune(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    schedule: str = "constant",
+    warmup: int = 0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trains ``module`` in place with cross-entropy and a fresh optimizer.
@@ -123,10 +146,14 @@ def fine_tune(
         optimizer: ``"sgd"`` (with ``momentum``) or ``"adamw"``.
         momentum: SGD momentum.
         weight_decay: Decoupled (AdamW) or L2 (SGD) weight decay.
+        schedule: ``"constant"`` learning rate, or ``"cosine"``: ``warmup`` steps of
+            linear ramp-up, then cosine decay to zero at the last step (needs a
+            known number of steps: ``steps`` or a loader with a length).
+        warmup: Warm-up steps of the cosine schedule.
         progress: Show a progress bar (stderr, rank 0 only).
 
     Returns:
-        ``{"loss": [per-step loss, averaged over ranks], "steps", "epochs",
+        ``{"loss": [per-step loss, averaged over ranks], "lr": [per-step learning rate], "steps", "epochs",
         "seconds", "world_size"}``.
 
     Raises:
@@ -137,7 +164,7 @@ def fine_tune(
         >>> history["loss"][-1] < history["loss"][0]
         True
     """
-    _check_options(epochs, lr, steps, optimizer)
+    _check_options(epochs, lr, steps, optimizer, schedule, warmup)
     started = time.perf_counter()
     was_training = module.training
     with distributed_session(device) as info:
@@ -149,14 +176,16 @@ def fine_tune(
             )
         solver = _optimizer(optimizer, module, lr, momentum, weight_decay)
         total = steps if steps is not None else _epoch_steps(loader, epochs)
+        scheduler = _scheduler(schedule, solver, total, warmup)
         bar = tqdm(total=total, desc="fine-tune", unit="step", file=sys.stderr, disable=not (progress and info.is_main))
         model.train()
-        losses, epochs_run = _train_steps(model, solver, _batches(loader, epochs, steps), info, bar)
+        losses, rates, epochs_run = _train_steps(model, solver, scheduler, _batches(loader, epochs, steps), info, bar)
         bar.close()
         module.train(was_training)
         seconds = time.perf_counter() - started
         return {
             "loss": losses,
+            "lr": rates,
             "steps": len(losses),
             "epochs": epochs_run,
             "seconds": seconds,
@@ -165,20 +194,27 @@ def fine_tune(
 
 
 def _train_steps(
-    model: nn.Module, solver: torch.optim.Optimizer, batches: Iterator[tuple[int, Any]], info: DistributedInfo, bar: Any
-) -> tuple[list[float], int]:
-    """One optimizer step per batch; returns the per-step losses and the number of epochs begun."""
+    model: nn.Module,
+    solver: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    batches: Iterator[tuple[int, Any]], info: DistributedInfo, bar: Any
+) -> tuple[list[float], list[float], int]:
+    """One optimizer step per batch; returns the per-step losses and learning rates and the epochs begun."""
     losses: list[float] = []
+    rates: list[float] = []
     epoch = -1
     for epoch, (inputs, labels) in batches:
         loss = F.cross_entropy(model(_to_device(inputs, info.device)), labels.to(info.device))
         solver.zero_grad(set_to_none=True)
         loss.backward()
+        rates.append(solver.param_groups[0]["lr"])
         solver.step()
+        if scheduler is not None:
+            scheduler.step()
         losses.append(_mean_over_ranks(loss.detach(), info))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch)
-    return losses, epoch + 1
+    return losses, rates, epoch + 1
 
 
 def _epoch_steps(loader: Iterable, epochs: int) -> int | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -112,3 +113,26 @@ def test_make_loader_shards_when_distributed(monkeypatch: pytest.MonkeyPatch) ->
     loader = make_loader(list(range(10)), batch_size=5, shuffle=False)
     assert isinstance(loader.sampler, DistributedSampler)
     assert [int(x) for batch in loader for x in batch] == [1, 3, 5, 7, 9]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero(root: Path) -> None:
+    data = UCF101(root, clip_length=16, size=32, progress=False)
+    batch = next(iter(make_loader(data, batch_size=2)))
+    history = fine_tune(tiny_c3d(), [batch], steps=12, lr=0.1, schedule="cosine", warmup=3, progress=False)
+    rates = history["lr"]
+    assert len(rates) == 12
+    assert rates[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])  # linear ramp to the peak
+    assert all(a > b for a, b in itertools.pairwise(rates[3:]))  # then strictly decreasing
+    assert rates[-1] < 0.01
+    constant = fine_tune(tiny_c3d(), [batch], steps=3, lr=0.1, progress=False)["lr"]
+    assert constant == [0.1, 0.1, 0.1]
+
+
+def test_cosine_schedule_needs_a_known_length() -> None:
+    batches = (b for b in [])  # a generator has no len()
+    with pytest.raises(InputError, match="cosine"):
+        fine_tune(tiny_c3d(), batches, epochs=1, schedule="cosine", progress=False)
+    with pytest.raises(InputError, match="schedule"):
+        fine_tune(tiny_c3d(), [], schedule="step")
+    with pytest.raises(InputError, match="warmup"):
+        fine_tune(tiny_c3d(), [], schedule="cosine", warmup=-1)

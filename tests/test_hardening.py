@@ -175,6 +175,12 @@ def test_bad_budget_says_it_is_the_fraction_to_keep(target: Any) -> None:
         _compile(None, target_macs=target)
 
 
+@pytest.mark.parametrize("exact", ["yes", "no", 1, None])
+def test_exact_must_be_a_bool(exact: Any) -> None:
+    with pytest.raises(fxprune.InputError, match="exact must be True or False"):
+        _compile(0.5, exact=exact)
+
+
 def test_unknown_importance_lists_the_choices() -> None:
     with pytest.raises(fxprune.InputError, match=r"unknown importance 'l3'; choose one of .*'l1'"):
         _compile(0.5, importance="l3")

@@ -77,6 +77,18 @@ def test_c3d_width_scales_every_layer() -> None:
     assert C3D(width=1e-6, input_size=16).conv1.out_channels == 1
 
 
+def test_c3d_he_init_keeps_the_signal_through_eight_convs() -> None:
+    # With PyTorch's default init the pool5 features of this BatchNorm-free stack
+    # come out ~100x weaker than the input and training stalls at chance.
+    model = C3D(num_classes=4, input_size=32, width=0.25).eval()
+    features: list[torch.Tensor] = []
+    model.pool5.register_forward_hook(lambda module, args, out: features.append(out))
+    with torch.no_grad():
+        model(torch.randn(4, 3, 16, 32, 32))
+    assert 0.1 < features[0].std().item() < 10.0
+    assert all(float(m.bias.abs().max()) == 0.0 for m in model.modules() if isinstance(m, (nn.Conv3d, nn.Linear)))
+
+
 def test_c3d_traces_with_literal_view() -> None:
     model = C3D(**TINY_C3D).eval()
     traced = torch.fx.symbolic_trace(model)
