@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numbers
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -223,6 +224,13 @@ def _search(analysis: Analysis, plan_at: Any, kind: str, fraction: float, steps:
     goal = fraction * getattr(analysis.before, kind)
     low, high = 0.0, 0.995
     best = plan_at(high)
+    floor = getattr(analysis.estimate(best), kind) / getattr(analysis.before, kind)
+    if floor > fraction:
+        warnings.warn(
+            f"target_{kind}={fraction:g} cannot be reached: removing {high:.1%} of every prunable group "
+            f"still keeps {floor:.3f}x (see the summary for frozen groups); returning that plan, which "
+            "leaves most layers a channel or two wide", UserWarning, stacklevel=3)
+        return best
     for _ in range(steps):
         middle = (low + high) / 2
         plan = plan_at(middle)

@@ -186,6 +186,18 @@ def test_target_macs_lands_within_one_round_to_step() -> None:
     assert "budget  macs target 0.500x" in result.summary()
 
 
+def test_unreachable_budget_warns_and_returns_the_smallest_plan() -> None:
+    # The last conv's 64 output channels are the model output (frozen) and hold most of
+    # the MACs; shrinking its input to one channel leaves about a quarter of them.
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 64, 3, padding=1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.warns(UserWarning, match=r"target_macs=0.1 cannot be reached: .* keeps 0\.2"):
+        result = fxprune.compile(model, example_inputs=(x,), target_macs=0.1)
+    assert result.module.get_submodule("0").out_channels == 1
+    assert "reached 0.2" in result.summary()
+    assert fxprune.verify(model, result, (x,)) < 1e-4
+
+
 def test_estimate_matches_the_rewritten_module() -> None:
     model = _model(Residual, 0, width=16)
     x = torch.randn(1, 3, 16, 16)
