@@ -8,6 +8,10 @@ writes it with :func:`torch.export.save`: the graph is JSON, the weights raw byt
 plan and the before/after figures ride along as ``extra/fxprune.json`` in the same zip,
 readable with :func:`read_metadata` without loading the model.
 
+The capture and its check live in :mod:`fxprune.serialize_capture`, the refusal of unsafe
+archives in :mod:`fxprune.serialize_archive`, and the ``train()`` / ``eval()`` switch of
+loaded modules in :mod:`fxprune.serialize_modes`.
+
 Example:
     >>> result = fxprune.compile(model, 0.5, example_inputs=(x,))
     >>> fxprune.serialize.save(result, "pruned.pt2")
@@ -17,39 +21,25 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import types
-import warnings
-import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import fx, nn
-from torch.export import Dim
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch import nn
 
-from .errors import ExportError, InputError
+from .errors import InputError
 from .passes.plan import Plan
+from .serialize_archive import check_archive, existing_file, open_archive
+from .serialize_capture import check_program, eval_mode, export_program, recorded_inputs
+from .serialize_modes import with_mode_switch
 from .tracing import normalize_inputs
 
 __all__ = ["METADATA_FILE", "load", "read_example_inputs", "read_metadata", "read_plan", "save"]
 
 METADATA_FILE = "fxprune.json"
 _FORMAT = "fxprune-pt2"
-_TOLERANCE = 1e-4
-
-# Graph arguments that carry the train/eval mode in torch.export's ATen graph: (position, keyword).
-_MODE_ARGUMENTS = {
-    torch.ops.aten.batch_norm.default: (5, "training"),
-    torch.ops.aten.dropout.default: (2, "train"),
-    torch.ops.aten.feature_dropout.default: (2, "train"),
-    torch.ops.aten.alpha_dropout.default: (2, "train"),
-    torch.ops.aten.feature_alpha_dropout.default: (2, "train"),
-}
 
 
 def save(result_or_module: Any, path: str | Path, example_inputs: Any = None, *, dynamic_batch: bool = True,
@@ -85,10 +75,10 @@ def save(result_or_module: Any, path: str | Path, example_inputs: Any = None, *,
     module = getattr(result_or_module, "module", result_or_module)
     if not isinstance(module, nn.Module):
         raise InputError(f"save needs a CompileResult or an nn.Module, got {type(result_or_module).__name__}")
-    inputs = normalize_inputs(example_inputs) if example_inputs is not None else _recorded_inputs(module)
-    with _eval_mode(module):
-        program, dynamic = _export(module, inputs, dynamic_batch)
-        _check_program(module, program, inputs)
+    inputs = normalize_inputs(example_inputs) if example_inputs is not None else recorded_inputs(module)
+    with eval_mode(module):
+        program, dynamic = export_program(module, inputs, dynamic_batch)
+        check_program(module, program, inputs)
     info = _metadata(result_or_module, module, inputs, dynamic, metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,14 +117,14 @@ def load(path: str | Path) -> nn.Module:
         >>> module = load("pruned.pt2")
         >>> logits = module(torch.randn(8, 3, 224, 224))
     """
-    path = _existing(path)
-    _check_archive(path)
+    path = existing_file(path)
+    check_archive(path)
     try:
         program = torch.export.load(path)
     except Exception as error:  # a corrupt archive or one from an incompatible torch version
         raise InputError(f"cannot load '{path}': {type(error).__name__}: {error}. Was it written by "
                          f"fxprune.save with this torch version ({torch.__version__})?") from error
-    return _with_mode_switch(program.module())
+    return with_mode_switch(program.module())
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -150,8 +140,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         >>> read_metadata("pruned.pt2")["after"]
         {'params': 3055880, 'macs': 147221504}
     """
-    path = _existing(path)
-    with _open_archive(path) as archive:
+    path = existing_file(path)
+    with open_archive(path) as archive:
         names = [n for n in archive.namelist() if n.endswith(f"/extra/{METADATA_FILE}")]
         if not names:
             raise InputError(f"'{path}' has no fxprune metadata: was it written by fxprune.save?")
@@ -174,90 +164,6 @@ def read_example_inputs(path: str | Path) -> tuple[Any, ...]:
         return torch.randn(shape, dtype=dtype) if dtype.is_floating_point else torch.zeros(shape, dtype=dtype)
 
     return tuple(build(spec) for spec in read_metadata(path)["inputs"])
-
-
-@contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration, then every submodule's own mode back (save changes nothing)."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for submodule, training in modes:
-            submodule.training = training
-
-
-def _export(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bool) -> tuple[Any, bool]:
-    if dynamic_batch:
-        shapes = _batch_shapes(inputs)
-        if shapes is not None:
-            try:
-                return torch.export.export(module, _doubled(inputs), dynamic_shapes=shapes), True
-            except Exception as error:  # the model fixes its batch size: keep the example's
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                warnings.warn(f"fxprune.save: the batch axis cannot be dynamic ({first_line}); "
-                              "the archive accepts the example's batch size only", stacklevel=3)
-    try:
-        return torch.export.export(module, inputs), False
-    except Exception as error:
-        raise ExportError(f"torch.export cannot capture {type(module).__name__}: {type(error).__name__}: "
-                          f"{error}\nMake the forward free of data-dependent Python control flow, or save "
-                          "the result's plan (result.plan.save) and re-apply it to the original model.") from error
-
-
-def _tensors(inputs: Any) -> list[torch.Tensor]:
-    return [leaf for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor)]
-
-
-def _batch_shapes(inputs: tuple[Any, ...]) -> Any:
-    """``dynamic_shapes`` marking dim 0 of every tensor as one shared batch dim (None if they differ)."""
-    tensors = _tensors(inputs)
-    if not tensors or any(t.dim() == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
-        return None
-    batch = Dim("batch", min=1)
-    return tuple(tree_map(lambda leaf: {0: batch} if isinstance(leaf, torch.Tensor) else None, arg)
-                 for arg in inputs)
-
-
-def _doubled(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A batch of 2: torch.export specialises dims of size 1, so a batch of 1 cannot become dynamic."""
-    def grow(leaf: Any) -> Any:
-        return torch.cat([leaf, leaf]) if isinstance(leaf, torch.Tensor) and leaf.shape[0] == 1 else leaf
-
-    return tree_map(grow, inputs)
-
-
-def _check_program(module: nn.Module, program: Any, inputs: tuple[Any, ...]) -> None:
-    with torch.no_grad():
-        expected = _tensors(module(*inputs))
-        actual = _tensors(program.module()(*inputs))
-    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual)):
-        raise ExportError("the exported program's outputs differ in structure or shape from the module's")
-    for e, a in zip(expected, actual):
-        if e.is_floating_point():
-            error = (e - a).abs().max().item() if e.numel() else 0.0
-            if not error <= _TOLERANCE * max(1.0, e.abs().max().item()):
-                raise ExportError(f"the exported program differs from the module by {error:.3g} (max abs)")
-
-
-def _recorded_inputs(module: nn.Module) -> tuple[Any, ...]:
-    """Inputs shaped like the ones fxprune.compile propagated through the module."""
-    message = "save needs example_inputs for this module: pass example_inputs=(torch.randn(1, 3, 224, 224),)"
-    if not isinstance(module, fx.GraphModule):
-        raise InputError(message)
-    values = [n.meta.get("val") for n in module.graph.nodes if n.op == "placeholder"]
-    if not values or not all(isinstance(v, torch.Tensor) for v in values):
-        raise InputError(message)
-    tensors = [torch.randn(tuple(v.shape), dtype=v.dtype) if v.dtype.is_floating_point
-               else torch.zeros(tuple(v.shape), dtype=v.dtype) for v in values]
-    tree = getattr(module.graph._codegen, "pytree_info", None)
-    if tree is None:
-        return tuple(tensors)
-    # fxprune.trace flattens list arguments; its in_spec starts with ``self``
-    with_self = bool(tree.orig_args) and tree.orig_args[0] == "self"
-    unflattened = tree_unflatten([None] * with_self + tensors, tree.in_spec)
-    return tuple(unflattened[with_self:])
 
 
 def _describe(arg: Any) -> Any:
@@ -291,93 +197,3 @@ def _metadata(result: Any, module: nn.Module, inputs: tuple[Any, ...], dynamic: 
     except TypeError as error:
         raise InputError(f"save metadata must be JSON-serialisable: {error}") from error
     return info
-
-
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"no such file: '{path}'")
-    return path
-
-
-@contextlib.contextmanager
-def _open_archive(path: Path) -> Iterator[zipfile.ZipFile]:
-    try:
-        with zipfile.ZipFile(path) as archive:
-            yield archive
-    except zipfile.BadZipFile as error:
-        raise InputError(f"'{path}' is not a .pt2 archive (written by fxprune.save or torch.export.save)") \
-            from error
-
-
-def _check_archive(path: Path) -> None:
-    """Refuse archives whose loading would unpickle objects or run compiled code."""
-    with _open_archive(path) as archive:
-        names = archive.namelist()
-        roots = {n.split("/", 1)[0] for n in names}
-        if len(roots) != 1 or f"{roots.pop()}/archive_format" not in names:
-            raise InputError(f"'{path}' is not a .pt2 archive written by torch.export.save (torch >= 2.7)")
-        for name in names:
-            inner = name.split("/", 1)[-1]
-            if inner.startswith(("data/aotinductor/", "data/executorch/", "data/mtia")) \
-                    or (inner.startswith(("data/weights/", "data/constants/")) and inner.endswith(".pt")):
-                _refuse(path, f"it contains '{inner}'")
-            if inner.startswith(("data/weights/", "data/constants/")) and inner.endswith("_config.json"):
-                _check_payloads(path, json.loads(archive.read(name)))
-            if inner.startswith("data/sample_inputs/"):
-                _check_pickle(path, archive.read(name), inner)
-
-
-def _check_payloads(path: Path, config: dict[str, Any]) -> None:
-    for fqn, payload in config.get("config", {}).items():
-        if payload.get("use_pickle") or str(payload.get("path_name", "")).startswith(("custom_obj_", "opaque_obj_")):
-            _refuse(path, f"'{fqn}' is stored as a pickled object")
-
-
-def _check_pickle(path: Path, data: bytes, name: str) -> None:
-    if not data:
-        return
-    try:  # torch.export.load retries this with weights_only=False: only let safe pickles through
-        torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except Exception as error:
-        _refuse(path, f"'{name}' is not a plain tensor pickle ({type(error).__name__})")
-
-
-def _refuse(path: Path, why: str) -> None:
-    raise InputError(f"refusing to load '{path}': {why}, which could run arbitrary code. Re-save the model "
-                     "with fxprune.save, which writes plain tensors only.")
-
-
-def _with_mode_switch(module: fx.GraphModule) -> fx.GraphModule:
-    """Give the loaded module working ``train()`` / ``eval()`` (torch.export's raise NotImplementedError)."""
-    module.train = types.MethodType(_set_mode, module)  # type: ignore[method-assign]
-    module.eval = types.MethodType(lambda self: self.train(False), module)  # type: ignore[method-assign]
-    return module.eval()
-
-
-def _set_mode(module: fx.GraphModule, mode: bool = True) -> fx.GraphModule:
-    if not isinstance(mode, bool):
-        raise InputError(f"train(mode) takes a bool, got {mode!r}")
-    nn.Module.train(module, mode)
-    changed = False
-    for node in module.graph.nodes:
-        position, keyword = _MODE_ARGUMENTS.get(node.target, (None, None))
-        if position is None or _without_running_stats(node):
-            continue
-        if keyword in node.kwargs and node.kwargs[keyword] != mode:
-            node.update_kwarg(keyword, mode)
-            changed = True
-        elif len(node.args) > position and node.args[position] != mode:
-            node.update_arg(position, mode)
-            changed = True
-    if changed:
-        module.recompile()
-    return module
-
-
-def _without_running_stats(node: fx.Node) -> bool:
-    """BatchNorm(track_running_stats=False) always normalises with batch statistics, in both modes."""
-    if node.target is not torch.ops.aten.batch_norm.default:
-        return False
-    running_mean = node.args[3] if len(node.args) > 3 else node.kwargs.get("running_mean")
-    return running_mean is None

@@ -1,0 +1,117 @@
+"""The options of each ``fxprune`` subcommand and the examples shown by ``fxprune COMMAND --help``.
+
+``fxprune.cli.build_parser`` adds these to the subparsers it creates; the ``sensitivity``
+options live with their command in :mod:`fxprune.cli_sensitivity`.
+
+Example:
+    >>> sub = argparse.ArgumentParser(prog="fxprune prune", epilog=EPILOGS["prune"])
+    >>> add_prune_arguments(sub)
+    >>> sub.parse_args(["resnet18", "--ratio", "0.5"]).ratio
+    ['0.5']
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .cli_inputs import nonnegative_int, positive_float, positive_int
+from .cli_sensitivity import EPILOG as _SENSITIVITY_EPILOG
+from .passes.importance import IMPORTANCE
+
+__all__ = ["EPILOGS", "add_bench_arguments", "add_export_arguments", "add_inspect_arguments", "add_prune_arguments"]
+
+_INPUTS_HELP = """inputs:
+  --input-shape gives one random float tensor per positional argument of forward; repeat it
+  for several arguments. With --input-list the tensors form ONE list argument instead, e.g.
+  SlowFast's forward([slow, fast]): --input-shape 1,3,4,64,64 --input-shape 1,3,16,64,64 --input-list.
+  A .pt2 written by fxprune remembers its input shapes, so --input-shape may be left out."""
+
+EPILOGS = {
+    "sensitivity": _SENSITIVITY_EPILOG,
+    "prune": """examples:
+  fxprune prune resnet18 --ratio 0.5 --input-shape 1,3,224,224 -o resnet18_pruned.pt2
+  fxprune prune r2plus1d_18 --ratio 0.3 --ratio 'layer4.*=0.6' --input-shape 1,3,16,112,112 \\
+      --weights ucf101.pth -o r2p1d.pt2 --onnx r2p1d.onnx --plan-out plan.json
+  fxprune prune mypkg.nets:build --plan plan.json --input-shape 1,3,64,64 --json -o out.pt2
+
+ratios:
+  --ratio RATIO removes that fraction of every prunable channel group; --ratio PATTERN=RATIO
+  (repeatable, first match wins) applies to groups produced by modules matching the glob
+  PATTERN, with a plain --ratio as the default for the rest. --plan applies a saved plan
+  (plan.json, or a .pt2 written by fxprune) instead. Leave out -o for a dry run.
+
+""" + _INPUTS_HELP,
+    "inspect": """examples:
+  fxprune inspect resnet18 --input-shape 1,3,224,224
+  fxprune inspect fxprune.models:slowfast --input-shape 1,3,4,64,64 --input-shape 1,3,16,64,64 \\
+      --input-list --exact --json
+
+Each channel group is listed with its index, channel count, producing modules and whether it
+is prunable or frozen (and why). --json adds the member tensors and axes.
+
+""" + _INPUTS_HELP,
+    "export": """examples:
+  fxprune export pruned.pt2 -o pruned.onnx
+  fxprune export resnet18 --input-shape 1,3,224,224 -o resnet18.onnx --opset 17
+
+The file is checked with onnx.checker and ONNX Runtime's output is compared with PyTorch's;
+a difference above tolerance fails with exit status 2.
+
+""" + _INPUTS_HELP,
+    "bench": """examples:
+  fxprune bench resnet18 pruned.pt2 --input-shape 1,3,224,224 --runs 50
+  fxprune bench resnet18 pruned.pt2 --max-latency-ms 10 --min-speedup 1.5 --max-params 5000000 \\
+      --json --markdown bench.md   # exit status 3 when a budget is missed
+
+Both models are exported to ONNX and timed in ONNX Runtime (CPU) and in eager PyTorch.
+Budgets apply to the PRUNED model: latency is its ONNX Runtime median, speed-up is the
+ORIGINAL's median over its median. Every budget is checked and every miss reported.
+
+""" + _INPUTS_HELP,
+}
+
+
+def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("model", metavar="MODEL", help="torchvision name or package.module:factory")
+    sub.add_argument("--ratio", action="append", default=[], metavar="[PATTERN=]RATIO",
+                     help="fraction of channels to remove, in [0, 1) (repeatable with patterns)")
+    sub.add_argument("--plan", metavar="FILE", help="apply a saved plan (plan.json or a .pt2) instead of ratios")
+    sub.add_argument("--config", metavar="FILE.yaml", help="a YAML pruning schedule (importance, ratios, steps)")
+    sub.add_argument("--exact", action="store_true", help="freeze groups whose removal changes kept values")
+    sub.add_argument("--ignore", action="append", default=[], metavar="PATTERN",
+                     help="glob of modules whose output channels are kept (repeatable)")
+    sub.add_argument("--round-to", type=positive_int, metavar="N", help="keep channel counts at multiples of N")
+    sub.add_argument("--importance", choices=sorted(IMPORTANCE), default="l1", help="channel ranking (default l1)")
+    sub.add_argument("--weights", metavar="FILE", help="state dict to load into MODEL first (weights_only)")
+    sub.add_argument("-o", "--output", metavar="OUT.pt2", help="write the pruned model here")
+    sub.add_argument("--onnx", metavar="OUT.onnx", help="also export the pruned model to ONNX")
+    sub.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
+    sub.add_argument("--plan-out", metavar="PLAN.json", help="write the plan as JSON")
+
+
+def add_inspect_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("model", metavar="MODEL", help="torchvision name or package.module:factory")
+    sub.add_argument("--exact", action="store_true", help="freeze groups whose removal changes kept values")
+    sub.add_argument("--weights", metavar="FILE", help="state dict to load into MODEL first (weights_only)")
+
+
+def add_export_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("model", metavar="MODEL_OR_PT2", help="torchvision name, package.module:factory, or .pt2")
+    sub.add_argument("-o", "--output", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    sub.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
+    sub.add_argument("--no-dynamic-batch", action="store_true", help="fix the batch axis to the input's")
+    sub.add_argument("--weights", metavar="FILE", help="state dict to load into MODEL first (weights_only)")
+
+
+def add_bench_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("original", metavar="ORIGINAL", help="the baseline model (name, factory or .pt2)")
+    sub.add_argument("pruned", metavar="PRUNED", help="the pruned model, usually a .pt2")
+    sub.add_argument("--weights", metavar="FILE", help="state dict for ORIGINAL (weights_only)")
+    sub.add_argument("--runs", type=positive_int, default=50, metavar="N", help="timed runs (default 50)")
+    sub.add_argument("--warmup", type=nonnegative_int, default=10, metavar="N", help="untimed runs (default 10)")
+    sub.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: all cores)")
+    sub.add_argument("--no-eager", action="store_true", help="time ONNX Runtime only, not eager PyTorch")
+    sub.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
+    sub.add_argument("--max-latency-ms", type=positive_float, metavar="MS", help="budget: pruned ORT median")
+    sub.add_argument("--min-speedup", type=positive_float, metavar="X", help="budget: original / pruned median")
+    sub.add_argument("--max-params", type=positive_int, metavar="N", help="budget: pruned parameter count")
