@@ -8,7 +8,6 @@ such channels; it is planned as one unit, its ``size`` being its channel count.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -19,7 +18,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ..rules import lookup, register_optional_rules
 from ..rules.context import PropagateContext, describe
-from .channel_graph import ChannelRecord, connected_components
+from .channel_graph import ChannelRecord, connected_components, unique_ints
 from .layout import Block, Layout
 
 __all__ = ["Member", "ChannelGroup", "Groups", "find_groups"]
@@ -240,7 +239,7 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
     segments = _segments(layouts, record, roots, group_of_id, count)
     built = []
     for g in range(count):
-        class_roots = np.unique(roots[order[bounds[g]:bounds[g + 1]]])
+        class_roots = unique_ints(roots[order[bounds[g]:bounds[g + 1]]])
         parts = tuple(np.searchsorted(class_roots, seg) for seg in segments[g] if seg.size < class_roots.size)
         frozen = tuple(reasons[g]) or (("a single channel",) if class_roots.size < 2 else ())
         group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r, p)
@@ -257,7 +256,7 @@ def _producer_parts(size: int, members: tuple[Member, ...], record: ChannelRecor
     rng = np.random.default_rng(0)
     for member in members:
         if member.produces:
-            signature[np.unique(member.channels)] ^= rng.integers(1, 2**63, dtype=np.uint64)
+            signature[unique_ints(member.channels)] ^= rng.integers(1, 2**63, dtype=np.uint64)
     order = np.argsort(signature, kind="stable")
     cuts = np.flatnonzero(np.diff(signature[order])) + 1
     return tuple(np.sort(part) for part in np.split(order, cuts))
@@ -273,20 +272,23 @@ def _segments(layouts: dict[fx.Node, Any], record: ChannelRecord, roots: np.ndar
         for layout in tree_flatten(value, is_leaf=lambda x: isinstance(x, Layout))[0]:
             if isinstance(layout, Layout):
                 columns.extend(b.ids.reshape(-1, b.width) for b in layout.blocks)
+    seen_ids: set[bytes] = set()
     for column_set in columns:
         for k in range(column_set.shape[1]):
             ids = column_set[:, k]
             ids = ids[ids >= 0]
-            if not ids.size:
+            raw = ids.tobytes()
+            if not ids.size or raw in seen_ids:  # most layers pass their input's ids through
                 continue
-            seg = np.unique(roots[ids])
+            seen_ids.add(raw)
+            seg = unique_ints(roots[ids])
             key = seg.tobytes()
             if key not in seen:
                 seen.add(key)
                 # A dim can carry channels of several groups (a split across a concat of
                 # unrelated branches): each group keeps one of its own there.
                 owners = group_of_id[seg]
-                for g in np.unique(owners[owners >= 0]).tolist():
+                for g in unique_ints(owners[owners >= 0]).tolist():
                     found[g].append(seg[owners == g])
     return found
 
@@ -297,7 +299,7 @@ def _freeze_reasons(record: ChannelRecord, group_of_id: np.ndarray, exact: bool,
     caveats: list[dict[str, None]] = [{} for _ in range(count)]
     for freeze in record.freezes:
         target = reasons if (exact or not freeze.exact_only) else caveats
-        for g in np.unique(group_of_id[freeze.ids]).tolist():
+        for g in unique_ints(group_of_id[freeze.ids]).tolist():
             if g >= 0:
                 target[g][freeze.reason] = None
     return reasons, caveats

@@ -18,7 +18,7 @@ from torch._subclasses.fake_tensor import (DataDependentOutputException, Dynamic
                                            unset_fake_temporarily)
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from ..errors import InputError
 
@@ -43,6 +43,48 @@ BINARY = {operator.add, operator.sub, operator.mul, operator.truediv, operator.i
           torch.sub, torch.mul, torch.div, "add", "add_", "mul", "mul_", "sub", "div"}
 
 
+_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _layer_shortcut(module: nn.Module, args: tuple, kwargs: dict) -> tuple[Any, int] | None:
+    """(fake output, FLOPs) of a conv or linear layer, by formula, or None to run it on fakes.
+
+    Most of the fake-execution time goes to converting each real weight into a fake one;
+    the output shape and the FLOP counter's own count (``conv_flop_count``, 2*M*N*K for a
+    linear) need only the weight's shape. Taken only for contiguous batched input of the
+    weight's dtype, where the output is contiguous too.
+    """
+    if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor):
+        return None
+    x, weight = args[0], getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or x.dtype != weight.dtype or not x.is_contiguous():
+        return None
+    if type(module) is nn.Linear:
+        if x.dim() < 1 or x.shape[-1] != module.in_features:
+            return None
+        rows = x.numel() // module.in_features
+        return x.new_empty((*x.shape[:-1], module.out_features)), 2 * rows * module.in_features * module.out_features
+    if type(module) in _CONVS:
+        spatial = x.dim() - 2
+        if spatial != len(module.kernel_size) or x.shape[1] != module.in_channels:
+            return None
+        sizes = [_conv_size(x.shape[2 + d], module, d) for d in range(spatial)]
+        if min(sizes) < 1:
+            return None  # let the real op raise its own error
+        out = x.new_empty((x.shape[0], module.out_channels, *sizes))
+        return out, conv_flop_count(list(x.shape), list(weight.shape), list(out.shape))
+    return None
+
+
+def _conv_size(size: int, conv: nn.Module, dim: int) -> int:
+    padding = conv.padding
+    if padding == "same":
+        return size
+    pad = 0 if padding == "valid" else padding[dim]
+    span = conv.dilation[dim] * (conv.kernel_size[dim] - 1) + 1
+    return (size + 2 * pad - span) // conv.stride[dim] + 1
+
+
 def _shortcut(target: Any, args: tuple, kwargs: dict) -> Any:
     """The result's fake value when the op cannot change shape or dtype, else None."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
@@ -61,13 +103,16 @@ class _ShapeProp(FakeTensorProp):
 
     counter: FlopCounterMode | None = None
     current: fx.Node | None = None
+    formula_flops = 0  # FLOPs of the layers shape-computed by formula, beside the counter's
+
+    def total_flops(self) -> int:
+        return (self.counter.get_total_flops() if self.counter is not None else 0) + self.formula_flops
 
     def run_node(self, n: fx.Node) -> Any:
         self.current = n
-        before = self.counter.get_total_flops() if self.counter is not None else 0
+        before = self.total_flops()
         result = super().run_node(n)
-        if self.counter is not None:
-            n.meta["flops"] = self.counter.get_total_flops() - before
+        n.meta["flops"] = self.total_flops() - before
         return result
 
     def fetch_args_kwargs_from_env(self, n: fx.Node) -> tuple[tuple, dict]:
@@ -88,6 +133,10 @@ class _ShapeProp(FakeTensorProp):
         if type(module) in SHAPE_PRESERVING and len(args) == 1 and not kwargs \
                 and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
             return args[0]
+        by_formula = _layer_shortcut(module, args, kwargs)
+        if by_formula is not None:
+            self.formula_flops += by_formula[1]
+            return by_formula[0]
         try:
             return super().call_module(target, args, kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException):
@@ -139,7 +188,7 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...]) ->
         fake_logger.setLevel(level)
         for m in training:
             m.training = True
-    return counter.get_total_flops() // 2
+    return prop.total_flops() // 2
 
 
 def _mutable(value: Any) -> Any:

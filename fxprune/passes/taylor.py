@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import InputError
+from .channel_graph import unique_ints
 from .groups import ChannelGroup, Groups
 from .layout import Layout
 
@@ -137,7 +138,7 @@ def _accumulate(totals: dict[int, np.ndarray], lookup: tuple[np.ndarray, np.ndar
         values = per_sample.sum(0).double().cpu().numpy()
         ids = block.ids[:, 0]
         ids, values = ids[ids >= 0], values[ids >= 0]
-        for g in np.unique(group_of[ids]).tolist():
+        for g in unique_ints(group_of[ids]).tolist():
             if g in totals:
                 mask = group_of[ids] == g
                 totals[g] += np.bincount(class_of[ids][mask], weights=values[mask], minlength=totals[g].size)
