@@ -201,7 +201,9 @@ def _freeze_around(analysis: Analysis, node_name: str, why: str) -> Analysis:
            if isinstance(layout, Layout) for block in layout.blocks]
     roots = set(groups.roots[np.concatenate(ids)[np.concatenate(ids) >= 0]].tolist()) if ids else set()
     reason = f"the rewrite could not resize {node.op} '{node.name}' ({why[:160]})"
-    frozen = tuple(replace(g, frozen_by=g.frozen_by + (reason,)) if roots & set(g.roots.tolist()) else g
+    # Only a group that was still prunable counts as progress: re-freezing a frozen one
+    # would loop until the retry limit.
+    frozen = tuple(replace(g, frozen_by=(reason,)) if not g.frozen_by and roots & set(g.roots.tolist()) else g
                    for g in groups)
     if all(a.frozen_by == b.frozen_by for a, b in zip(frozen, groups)):
         raise RewriteError(f"cannot recover from a failed rewrite at '{node_name}': {why}", None)

@@ -1018,6 +1018,108 @@ class UnsupportedChannelOp(nn.Module):
         return self.head(F.relu(x))
 
 
+class PixelShuffleNet(nn.Module):
+    """Super-resolution tail: conv -> pixel shuffle (functional or module) -> conv; unshuffle on the way in."""
+
+    def __init__(self, functional: bool) -> None:
+        super().__init__()
+        self.functional = functional
+        self.down = nn.PixelUnshuffle(2)
+        self.conv1 = nn.Conv2d(12, 16, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(2)
+        self.head = nn.Conv2d(4, 3, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(self.down(x)))  # (N, 16, 4, 4): 4 groups of 2x2 sub-pixels
+        x = F.pixel_shuffle(x, 2) if self.functional else self.shuffle(x)
+        return self.head(x)
+
+
+class PaddingModules(nn.Module):
+    """Reflection and constant padding modules around convs (style-transfer nets, causal 3D convs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv3d(3, 8, 3)
+        self.pad1 = nn.ReplicationPad3d(1)
+        self.conv2 = nn.Conv3d(8, 8, (2, 3, 3))
+        self.pad2 = nn.ConstantPad3d((1, 1, 1, 1, 1, 0), 0.0)  # causal in time
+        self.head = nn.Conv3d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(self.pad1(x)))
+        return self.head(F.relu(self.conv2(self.pad2(x))))
+
+
+class FlipRoll(nn.Module):
+    """flip over width and channels, roll over height (shifted windows): channels follow."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(x))
+        x = torch.roll(x, shifts=2, dims=2) + x.flip(1, 3)
+        return self.head(F.relu(self.conv2(torch.flip(x, (2,)))))
+
+
+class GatedConv(nn.Module):
+    """Gated linear unit over channels (gated TCNs): a's channel i is gated by b's channel i."""
+
+    def __init__(self, module: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(3, 16, 3, padding=1)
+        self.glu = nn.GLU(dim=1) if module else None
+        self.head = nn.Conv1d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        return self.head(self.glu(x) if self.glu is not None else F.glu(x, dim=1))
+
+
+class ChannelMaxValues(nn.Module):
+    """CBAM's spatial attention: torch.max(x, 1)[0] uses the values only, not the channel indices."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.gate = nn.Conv2d(2, 1, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.conv1(x))
+        pooled = torch.cat([torch.max(x, dim=1, keepdim=True)[0], x.mean(1, keepdim=True)], dim=1)
+        return self.head(x * torch.sigmoid(self.gate(pooled)))
+
+
+class Maxout(nn.Module):
+    """Maxout over channel pairs: view(n, 8, 2, h, w).amax(2) reduces half of a channel fold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 16, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        return self.head(self.conv1(x).view(n, 8, 2, h, w).amax(2))
+
+
+class CrossCorrelation(nn.Module):
+    """SiamFC: one branch's features are the conv weight applied to the other's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.branch = nn.Conv2d(8, 8, 3)
+
+    def forward(self, z: Tensor, x: Tensor) -> Tensor:
+        return F.conv2d(self.branch(F.relu(self.stem(x))), self.branch(F.relu(self.stem(z))))
+
+
 # --------------------------------------------------------------------------- focused-test models
 
 
@@ -1271,6 +1373,42 @@ CASES: dict[str, Case] = {
         _builder(UnsupportedChannelOp, "flip"), _randn(IMG),
         expect_pruned=("conv0",), expect_frozen=("head",),
         rule="x.flip(1): either supported (reversed indices) or frozen; never wrong"),
+    "pixel_shuffle_functional": Case(
+        _builder(PixelShuffleNet, True), _randn(IMG),
+        expect_pruned=("conv1",), expect_frozen=("head",),
+        rule="F.pixel_shuffle: the r*r sub-pixel channels of an output channel go together"),
+    "pixel_shuffle_modules": Case(
+        _builder(PixelShuffleNet, False), _randn(IMG),
+        expect_pruned=("conv1",), expect_frozen=("head",),
+        rule="nn.PixelUnshuffle repeats a channel r*r times; nn.PixelShuffle gathers r*r"),
+    "padding_modules": Case(
+        _builder(PaddingModules), _randn(VID),
+        expect_pruned=("conv1", "conv2"), expect_frozen=("head",),
+        rule="nn.ReplicationPad3d / nn.ConstantPad3d pad spatial dims: channels pass through"),
+    "flip_roll": Case(
+        _builder(FlipRoll), _randn(IMG),
+        expect_pruned=("conv1", "conv2"), expect_frozen=("head",),
+        rule="flip reverses channel ids (also over channels); roll over spatial dims passes them"),
+    "glu_functional": Case(
+        _builder(GatedConv, False), _randn(SEQ),
+        expect_pruned=("conv1",), expect_frozen=("head",),
+        rule="F.glu over channels unifies the two halves channel by channel"),
+    "glu_module": Case(
+        _builder(GatedConv, True), _randn(SEQ),
+        expect_pruned=("conv1",), expect_frozen=("head",),
+        rule="nn.GLU(dim=1), the module form"),
+    "channel_max_values": Case(
+        _builder(ChannelMaxValues), _randn(IMG),
+        expect_frozen=("conv1", "head"), exact_prunes=False,
+        rule="torch.max(x, 1)[0] over channels: exact mode freezes (values change), default prunes"),
+    "maxout": Case(
+        _builder(Maxout), _randn(IMG),
+        expect_frozen=("conv1", "head"), exact_prunes=False,
+        rule="amax over part of a channel fold freezes it in every mode"),
+    "cross_correlation": Case(
+        _builder(CrossCorrelation), _randn((1, 3, 6, 6), (1, 3, 12, 12)),
+        expect_pruned=("stem",), expect_frozen=("branch",),
+        rule="F.conv2d with an activation as weight sums over channels: frozen in exact mode"),
 }
 """Every operator case, by name.  See :class:`Case` for the meaning of the fields."""
 

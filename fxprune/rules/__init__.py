@@ -1,6 +1,6 @@
 """The operator rule registry; importing this package registers every built-in rule."""
 
-from . import elementwise, functional, layers, structural  # noqa: F401  (registration side effects)
+from . import elementwise, functional, layers, rearrange, structural  # noqa: F401  (registration side effects)
 from .optional import register_optional_rules
 from .registry import RULES, Rule, lookup, register_function, register_method, register_module
 

@@ -94,10 +94,14 @@ def reduction(ctx: PropagateContext) -> Any:
     dims = _normalize_dims(ctx.arg(1, "dim"), rank)
     keepdim = bool(ctx.arg(2, "keepdim", False))
     returns_indices = target in ("max", "min", "median", "mode") and ctx.arg(1, "dim") is not None
+    indices_used = returns_indices and not all(_takes_values(user, ctx.node) for user in ctx.node.users)
     for block in layout.blocks:
         if set(block.dims) & set(dims):
-            if returns_indices:
+            if indices_used:
                 ctx.freeze(block, f"{target} returns channel indices")
+            elif not set(block.dims) <= set(dims):
+                # Reducing some dims of a fold leaves the others sized by what pruning keeps.
+                ctx.freeze(block, f"{target} reduces over part of a channel fold")
             else:
                 ctx.freeze(block, f"{target} reduces over channels", exact_only=True)
     kept = [d for d in range(rank) if d not in dims]
@@ -105,6 +109,12 @@ def reduction(ctx: PropagateContext) -> Any:
     reduced = [b for b in layout.blocks if not set(b.dims) & set(dims)]
     out = Layout(layout.shape, tuple(reduced)).renamed(_out_shape(ctx), dim_map)
     return (out, out) if returns_indices else out
+
+
+def _takes_values(user: fx.Node, node: fx.Node) -> bool:
+    """``user`` reads only the values of ``torch.max(x, dim)``'s (values, indices) pair."""
+    return user.op == "call_function" and user.target is operator.getitem and user.args[0] is node \
+        and user.args[1] in (0, "values")
 
 
 def _out_shape(ctx: PropagateContext) -> tuple[int, ...]:
@@ -145,8 +155,9 @@ def spatial(count: int | None) -> Rule:
 
 
 def pad(ctx: PropagateContext) -> Layout:
+    """F.pad and the padding modules: widths pair up from the last dim backwards."""
     layout = ctx.layout(ctx.node.args[0])
-    widths = list(ctx.arg(1, "pad"))
+    widths = list(ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad"))
     rank = len(layout.shape)
     padded = {rank - 1 - i // 2 for i, w in enumerate(widths) if w != 0}
     for block in layout.blocks:
@@ -198,6 +209,9 @@ register_function(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, ru
 register_method("softmax", "log_softmax", rule=Rule(softmax))
 register_module(nn.Softmax, nn.LogSoftmax, nn.Softmax2d, rule=Rule(softmax))
 register_function(F.pad, rule=Rule(pad))
+_PADS = ("Reflection", "Replication", "Constant", "Zero", "Circular")
+register_module(*(getattr(nn, f"{kind}Pad{_n}d") for kind in _PADS for _n in (1, 2, 3)
+                  if hasattr(nn, f"{kind}Pad{_n}d")), rule=Rule(pad))
 
 for _n in (1, 2, 3):
     register_module(*(getattr(nn, f"{kind}{_n}d") for kind in (

@@ -25,6 +25,19 @@ def _axis_ids(ctx: PropagateContext, arg: Any, axis: int) -> np.ndarray | None:
     return layout.ids_at(axis) if isinstance(layout, Layout) else None
 
 
+def _from_data(value: Any) -> bool:
+    """Whether a graph value depends on a model input (an activation), not only on parameters."""
+    todo, seen = [value] if isinstance(value, fx.Node) else [], set()
+    while todo:
+        node = todo.pop()
+        if node.op == "placeholder":
+            return True
+        if node not in seen:
+            seen.add(node)
+            todo.extend(node.all_input_nodes)
+    return False
+
+
 def _vector(ctx: PropagateContext, arg: Any) -> np.ndarray | None:
     """Ids of a per-channel vector argument; None for None or a one-element tensor."""
     value = ctx.val(arg)
@@ -39,14 +52,18 @@ def _vector(ctx: PropagateContext, arg: Any) -> np.ndarray | None:
 def conv(transposed: bool) -> Rule:
     def propagate(ctx: PropagateContext) -> Layout:
         x, weight = ctx.node.args[0], ctx.arg(1, "weight")
-        groups = int(ctx.arg(6, "groups", 1))
+        groups = int(ctx.val(ctx.arg(6, "groups", 1)))  # a literal, or computed (SiamRPN's b * c)
         w_shape = ctx.shape(weight)
         spatial = len(w_shape) - 2
         in_axis, out_axis = (0, 1) if transposed else (1, 0)
         w_out, w_in = _axis_ids(ctx, weight, out_axis), _axis_ids(ctx, weight, in_axis)
         if w_out is not None:
             ctx.record.mark(w_out, producer=True)
-        if w_in is not None and groups == 1:
+        if w_in is not None and _from_data(weight):
+            # A weight computed from the inputs (SiamFC's cross-correlation) sums channels
+            # of two activations: no parameter slice to zero, every kept output changes.
+            ctx.freeze(w_in, "convolution with a data-dependent weight sums over channels", exact_only=True)
+        elif w_in is not None and groups == 1:
             ctx.record.mark(w_in, reader=True)
         if groups > 1:
             ctx.freeze(w_in, "grouped convolution weight")
@@ -61,8 +78,8 @@ def conv(transposed: bool) -> Rule:
 
 
 def _groups_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
-    groups = int(ctx.arg(6, "groups", 1))
-    if groups == 1:
+    groups = ctx.arg(6, "groups", 1)
+    if isinstance(groups, fx.Node) or groups == 1:  # a computed count follows the pruned sizes
         return ctx.node.target, ctx.node.args, ctx.node.kwargs
     out_shape = ctx.shape()
     cdim = len(out_shape) - (len(ctx.shape(ctx.arg(1, "weight"))) - 2) - 1
@@ -84,7 +101,9 @@ def linear(ctx: PropagateContext) -> Layout:
     w_out, w_in = _axis_ids(ctx, weight, 0), _axis_ids(ctx, weight, 1)
     if w_out is not None:
         ctx.record.mark(w_out, producer=True)
-    if w_in is not None:
+    if w_in is not None and _from_data(weight):
+        ctx.freeze(w_in, "linear with a data-dependent weight sums over channels", exact_only=True)
+    elif w_in is not None:
         ctx.record.mark(w_in, reader=True)
     return _linear(ctx, ctx.layout(ctx.node.args[0]), w_out, w_in, _vector(ctx, ctx.arg(2, "bias")))
 
