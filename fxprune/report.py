@@ -59,6 +59,10 @@ def summarize(name: str, before: Figures, after: Figures, groups: Groups, plan: 
         lines += [f"    {count:>4} x {reason}" for reason, count in reasons.most_common(12)]
         if len(reasons) > 12:
             lines.append(f"    ... and {len(reasons) - 12} more reasons (see result.groups)")
+    pinned = [g for g in groups if g.prunable and g.pinned.size]
+    if pinned:
+        lines.append(f"  pinned  {sum(g.pinned.size for g in pinned)} channels of {len(pinned)} prunable group(s) "
+                     "are kept: they meet untracked tensors (model inputs, constants)")
     caveats = Counter(c for g in groups if g.index in pruned for c in g.caveats)
     if caveats:
         lines.append("  pruned although kept values change (exact=True freezes these):")

@@ -352,7 +352,22 @@ def _apply_misc(spec: NetSpec, op: Op, layer: nn.Module, xs: list[Tensor]) -> li
         return [x[..., ::2]]
     if fn == "channel_count":  # the channel count used as a value
         return [x * x.size(1) + x.shape[1]]
+    if fn in _REARRANGE:
+        return [_REARRANGE[fn](x)]
     return [F.layer_norm(x, x.shape[-1:])]
+
+
+_REARRANGE: dict[str, Callable[[Tensor], Tensor]] = {
+    "flip_channels": lambda x: x.flip(1),
+    "flip_spatial": lambda x: torch.flip(x, (-1,)),
+    "roll_spatial": lambda x: torch.roll(x, 1, -1),
+    "roll_channels": lambda x: x.roll(1, 1),
+    "glu": lambda x: F.glu(x, 1),
+    "maxout": lambda x: x.view(x.shape[0], x.shape[1] // 2, 2, *x.shape[2:]).amax(2),
+    "channel_max_gate": lambda x: x * torch.max(x, 1, keepdim=True)[0],
+    "pixel_shuffle": lambda x: F.pixel_shuffle(x, 2),
+    "pixel_unshuffle": lambda x: F.pixel_unshuffle(x, 2),
+}
 
 
 _APPLY: dict[str, Callable[[NetSpec, Op, nn.Module, list[Tensor]], list[Tensor]]] = {
@@ -592,22 +607,36 @@ def _head(b: _Builder, src: int) -> None:
 def _misc(b: _Builder, src: int) -> None:
     """Operators whose rules freeze (in exact mode) or pass through in less common ways."""
     d, v = b.draw, b.values[src]
-    options = ["pad", "channel_softmax", "channel_mean_gate", "channel_stride", "layer_norm", "channel_count"]
+    options = ["pad", "channel_softmax", "channel_mean_gate", "channel_stride", "layer_norm", "channel_count",
+               "flip_channels", "flip_spatial", "roll_spatial", "roll_channels", "channel_max_gate"]
     if min(v.spatial) >= 2:
         options.append("spatial_stride")
+    if v.channels % 2 == 0:
+        options += ["glu", "maxout"]
+    if len(v.spatial) == 2 and v.channels % 4 == 0:
+        options.append("pixel_shuffle")
+    if len(v.spatial) == 2 and all(s % 2 == 0 for s in v.spatial):
+        options.append("pixel_unshuffle")
     fn = d.choice(options)
-    spatial = v.spatial
+    spatial, channels = v.spatial, v.channels
     if fn == "pad":
         spatial = (*v.spatial[:-1], v.spatial[-1] + 3)
     elif fn == "spatial_stride":
         spatial = (*v.spatial[:-1], (v.spatial[-1] + 1) // 2)
-    channels = (v.channels + 1) // 2 if fn == "channel_stride" else v.channels
+    elif fn == "channel_stride":
+        channels = (v.channels + 1) // 2
+    elif fn in ("glu", "maxout"):
+        channels = v.channels // 2
+    elif fn == "pixel_shuffle":
+        channels, spatial = v.channels // 4, tuple(s * 2 for s in v.spatial)
+    elif fn == "pixel_unshuffle":
+        channels, spatial = v.channels * 4, tuple(s // 2 for s in v.spatial)
     b.emit("misc", [src], {"fn": fn, "c": v.channels}, [_Value(channels, spatial)])
 
 
 _OPS: list[tuple[Callable[[_Builder, int], None], int]] = [
     (_conv, 6), (_convt, 1), (_norm, 3), (_act, 3), (_pool, 2), (_add, 3), (_cat, 3), (_split, 2), (_se, 1),
-    (_shuffle, 1), (_permute, 1), (_head, 1), (_misc, 1),
+    (_shuffle, 1), (_permute, 1), (_head, 1), (_misc, 2),
 ]
 _WEIGHTED = [fn for fn, weight in _OPS for _ in range(weight)]
 

@@ -1120,6 +1120,23 @@ class CrossCorrelation(nn.Module):
         return F.conv2d(self.branch(F.relu(self.stem(x))), self.branch(F.relu(self.stem(z))))
 
 
+class CoordConv(nn.Module):
+    """CoordConv: pruned features concatenated with untracked coordinates and the raw input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8 + 2 + 3, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, _, h, w = x.shape
+        ys = torch.linspace(-1, 1, h).view(1, 1, h, 1).expand(n, 1, h, w)
+        xs = torch.linspace(-1, 1, w).view(1, 1, 1, w).expand(n, 1, h, w)
+        x = torch.cat([F.relu(self.conv1(x)), ys, xs, x], dim=1)
+        return self.head(F.relu(self.conv2(x)))
+
+
 # --------------------------------------------------------------------------- focused-test models
 
 
@@ -1409,6 +1426,10 @@ CASES: dict[str, Case] = {
         _builder(CrossCorrelation), _randn((1, 3, 6, 6), (1, 3, 12, 12)),
         expect_pruned=("stem",), expect_frozen=("branch",),
         rule="F.conv2d with an activation as weight sums over channels: frozen in exact mode"),
+    "coord_conv": Case(
+        _builder(CoordConv), _randn(IMG),
+        expect_pruned=("conv1", "conv2"), expect_frozen=("head",),
+        rule="a concat with untracked tensors pins only their weight slices; the features still prune"),
 }
 """Every operator case, by name.  See :class:`Case` for the meaning of the fields."""
 

@@ -271,3 +271,23 @@ def test_callable_importance_and_bad_scores() -> None:
         fxprune.compile(model, 0.5, example_inputs=(x,), importance=lambda group, module: [1.0])
     with pytest.raises(fxprune.InputError, match="unknown importance"):
         fxprune.compile(model, 0.5, example_inputs=(x,), importance="l3")
+
+
+def test_pinned_channels_are_kept_and_a_plan_dropping_them_is_refused() -> None:
+    try:
+        from operator_models import CASES
+    except ImportError:  # tests/ imported as a package
+        from tests.operator_models import CASES
+    case = CASES["coord_conv"]
+    model, inputs = case.build(), case.inputs()
+    analysis = fxprune.analyze(model, inputs)
+    group = next(g for g in analysis.groups if g.pinned.size)
+    assert group.prunable and group.pinned.size == 5  # two coordinate maps and the three input channels
+    plan = make_plan(analysis.groups, score_groups(analysis.groups, analysis.traced), 0.9)
+    entry = next(e for e in plan.entries if e.group == group.index)
+    assert set(group.pinned.tolist()) <= set(entry.keep)
+    dropped = PlanEntry(entry.group, entry.name, entry.size, entry.ratio,
+                        tuple(k for k in entry.keep if k != int(group.pinned[0])), entry.modules)
+    with pytest.raises(fxprune.PlanError, match="meet untracked values and must be kept"):
+        fxprune.apply_plan(analysis, Plan(tuple(dropped if e is entry else e for e in plan.entries)))
+    assert "pinned  5 channels of 1 prunable group(s)" in fxprune.compile(model, 0.5, example_inputs=inputs).summary()

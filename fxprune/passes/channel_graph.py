@@ -44,11 +44,17 @@ class Space:
 
 @dataclass(frozen=True)
 class Freeze:
-    """Ids that must be kept, and why. ``exact_only`` reasons only bind in exact mode."""
+    """Ids that must be kept, and why. ``exact_only`` reasons only bind in exact mode.
+
+    A ``pin`` keeps just those channels: the rest of their group stays prunable (a
+    conv reading a concat of pruned features and untracked coordinates keeps the
+    coordinate slices of its weight). Otherwise the whole group is frozen.
+    """
 
     ids: np.ndarray
     reason: str
     exact_only: bool = False
+    pin: bool = False
 
 
 @dataclass
@@ -98,7 +104,7 @@ class ChannelRecord:
         return set(unique_ints(np.searchsorted(starts, ids, side="right") - 1).tolist())
 
     def unify(self, a: np.ndarray, b: np.ndarray, reason: str) -> None:
-        """Make ``a[i]`` and ``b[i]`` one channel; opaque on either side freezes the other."""
+        """Make ``a[i]`` and ``b[i]`` one channel; opaque on either side pins the other."""
         a, b = np.asarray(a).reshape(-1), np.asarray(b).reshape(-1)
         if a.shape != b.shape:
             self.freeze(a, reason + " (shape mismatch)")
@@ -106,7 +112,10 @@ class ChannelRecord:
             return
         opaque = (a == OPAQUE) | (b == OPAQUE)
         if opaque.any():
-            self.freeze(np.where(opaque, np.maximum(a, b), OPAQUE), reason + " with an untracked tensor")
+            pinned = np.where(opaque, np.maximum(a, b), OPAQUE)
+            pinned = pinned[pinned != OPAQUE]
+            if pinned.size:
+                self.freezes.append(Freeze(pinned, reason + " with an untracked tensor", pin=True))
         both = ~opaque
         if both.any():
             self.unions.append((a[both], b[both]))

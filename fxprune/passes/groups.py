@@ -64,6 +64,8 @@ class ChannelGroup:
     roots: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     segments: tuple[np.ndarray, ...] = field(default=(), repr=False)
     parts: tuple[np.ndarray, ...] = field(default=(), repr=False)
+    #: Channels that must be kept although the group prunes (they meet untracked values).
+    pinned: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     @property
     def prunable(self) -> bool:
@@ -232,6 +234,7 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
     order = np.argsort(group_of_id, kind="stable")
     bounds = np.searchsorted(group_of_id[order], np.arange(count + 1))
     reasons, caveats = _freeze_reasons(record, group_of_id, exact, count)
+    pins, pin_reasons = _pins(record, roots, group_of_id, count)
     members = _members(record, roots, group_of_id, order, bounds, count)
     producers: list[dict[str, None]] = [{} for _ in range(count)]
     for s in sorted(record.producers):
@@ -241,12 +244,15 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
     for g in range(count):
         class_roots = unique_ints(roots[order[bounds[g]:bounds[g + 1]]])
         parts = tuple(np.searchsorted(class_roots, seg) for seg in segments[g] if seg.size < class_roots.size)
+        pinned = unique_ints(np.searchsorted(class_roots, np.concatenate(pins[g]))) if pins[g] else empty
         frozen = tuple(reasons[g]) or (("a single channel",) if class_roots.size < 2 else ())
+        if not frozen and pinned.size == class_roots.size:  # every channel pinned: say why
+            frozen = tuple(pin_reasons[g])
         group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r, p)
                               for t, a, ids, r, p in members[g])
         built.append(ChannelGroup(g, int(class_roots.size), group_members, tuple(producers[g]), frozen,
                                   tuple(caveats[g]), class_roots, parts,
-                                  _producer_parts(class_roots.size, group_members, record)))
+                                  _producer_parts(class_roots.size, group_members, record), pinned))
     return Groups(tuple(built), layouts, record, roots, exact)
 
 
@@ -298,11 +304,28 @@ def _freeze_reasons(record: ChannelRecord, group_of_id: np.ndarray, exact: bool,
     reasons: list[dict[str, None]] = [{} for _ in range(count)]
     caveats: list[dict[str, None]] = [{} for _ in range(count)]
     for freeze in record.freezes:
+        if freeze.pin:
+            continue
         target = reasons if (exact or not freeze.exact_only) else caveats
         for g in unique_ints(group_of_id[freeze.ids]).tolist():
             if g >= 0:
                 target[g][freeze.reason] = None
     return reasons, caveats
+
+
+def _pins(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray,
+          count: int) -> tuple[list[list[np.ndarray]], list[dict[str, None]]]:
+    """Per group, the roots of pinned channels and why they are pinned."""
+    pins: list[list[np.ndarray]] = [[] for _ in range(count)]
+    reasons: list[dict[str, None]] = [{} for _ in range(count)]
+    for freeze in record.freezes:
+        if not freeze.pin:
+            continue
+        owners = group_of_id[freeze.ids]
+        for g in unique_ints(owners[owners >= 0]).tolist():
+            pins[g].append(roots[freeze.ids[owners == g]])
+            reasons[g][freeze.reason] = None
+    return pins, reasons
 
 
 def _members(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray, order: np.ndarray,

@@ -82,6 +82,10 @@ class Plan:
                                 f"{groups[entry.group].reason}")
             if any(not 0 <= k < entry.size for k in entry.keep) or not entry.keep:
                 raise PlanError(f"plan entry for group #{entry.group} keeps invalid channels")
+            dropped_pins = set(groups[entry.group].pinned.tolist()) - set(entry.keep)
+            if dropped_pins:
+                raise PlanError(f"plan removes channels {sorted(dropped_pins)} of group #{entry.group} "
+                                f"({entry.name}), which meet untracked values and must be kept")
 
 
 def check_ratio(value: Any, where: str = "ratio") -> float:
@@ -175,7 +179,7 @@ def make_plan(groups: Groups, scores: Mapping[int, np.ndarray], ratios: Ratios, 
                             round_to)
     else:
         kept = {index: _top(scores[index], ratio, round_to, groups[index].parts or (np.arange(groups[index].size),),
-                            groups[index].segments) for index, ratio in chosen.items()}
+                            groups[index].segments, groups[index].pinned) for index, ratio in chosen.items()}
     entries = [PlanEntry(index, groups[index].name, groups[index].size, chosen[index], keep, groups[index].modules)
                for index, keep in sorted(kept.items()) if len(keep) < groups[index].size]
     return Plan(tuple(entries))
@@ -190,9 +194,10 @@ def _global_keep(groups: Groups, scores: Mapping[int, np.ndarray], chosen: Mappi
         group = groups[index]
         normalised = scores[index] / (np.abs(scores[index]).mean() + 1e-12)
         kept[index] = np.ones(group.size, dtype=bool)
+        pinned = set(group.pinned.tolist())
         for part in group.parts or (np.arange(group.size),):
             caps.append(part.size - kept_count(part.size, max_ratio))
-            candidates += [(float(normalised[c]), index, len(caps) - 1, int(c)) for c in part]
+            candidates += [(float(normalised[c]), index, len(caps) - 1, int(c)) for c in part if int(c) not in pinned]
     budget = int(math.floor(len(candidates) * ratio + 1e-9))
     removed = [0] * len(caps)
     for _, index, part, channel in sorted(candidates):
@@ -217,9 +222,11 @@ def _global_keep(groups: Groups, scores: Mapping[int, np.ndarray], chosen: Mappi
 
 
 def _top(scores: np.ndarray, ratio: float, round_to: int | None, parts: Sequence[np.ndarray],
-         segments: Sequence[np.ndarray]) -> tuple[int, ...]:
-    """The best channels of every part at ``ratio``, plus the best of any segment left empty."""
+         segments: Sequence[np.ndarray], pinned: np.ndarray) -> tuple[int, ...]:
+    """The best channels of every part at ``ratio``, plus the best of any segment left empty
+    and every pinned channel."""
     kept = np.zeros(scores.size, dtype=bool)
+    kept[pinned] = True
     for part in parts:
         order = part[np.argsort(-scores[part], kind="stable")]
         kept[order[:kept_count(part.size, ratio, round_to)]] = True
