@@ -363,7 +363,7 @@ _REARRANGE: dict[str, Callable[[Tensor], Tensor]] = {
     "roll_spatial": lambda x: torch.roll(x, 1, -1),
     "roll_channels": lambda x: x.roll(1, 1),
     "glu": lambda x: F.glu(x, 1),
-    "maxout": lambda x: x.view(x.shape[0], x.shape[1] // 2, 2, *x.shape[2:]).amax(2),
+    "maxout": lambda x: x.unflatten(1, (-1, 2)).amax(2),
     "channel_max_gate": lambda x: x * torch.max(x, 1, keepdim=True)[0],
     "pixel_shuffle": lambda x: F.pixel_shuffle(x, 2),
     "pixel_unshuffle": lambda x: F.pixel_unshuffle(x, 2),
