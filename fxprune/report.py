@@ -53,18 +53,37 @@ def summarize(name: str, before: Figures, after: Figures, groups: Groups, plan: 
                      "(an exported ATen graph? compile the original nn.Module instead)")
     elif not groups.prunable:
         lines.append("  nothing is prunable: every channel group is frozen (reasons below)")
-    reasons = Counter(reason for g in frozen for reason in g.frozen_by)
-    if reasons:
-        lines.append("  frozen because:")
-        lines += [f"    {count:>4} x {reason}" for reason, count in reasons.most_common(12)]
-        if len(reasons) > 12:
-            lines.append(f"    ... and {len(reasons) - 12} more reasons (see result.groups)")
+    lines += _folded("frozen because:", [g.frozen_by for g in frozen], 12)
     pinned = [g for g in groups if g.prunable and g.pinned.size]
     if pinned:
         lines.append(f"  pinned  {sum(g.pinned.size for g in pinned)} channels of {len(pinned)} prunable group(s) "
                      "are kept: they meet untracked tensors (model inputs, constants)")
-    caveats = Counter(c for g in groups if g.index in pruned for c in g.caveats)
-    if caveats:
-        lines.append("  pruned although kept values change (exact=True freezes these):")
-        lines += [f"    {count:>4} x {reason}" for reason, count in caveats.most_common(8)]
+    lines += _folded("pruned although kept values change (exact=True freezes these):",
+                     [g.caveats for g in groups if g.index in pruned], 8)
     return "\n".join(lines)
+
+
+def _folded(title: str, reasons_per_group: list[tuple[str, ...]], most: int) -> list[str]:
+    """Reasons counted per group with their places folded: "3 x no rule for roll: at a, b and 1 more"."""
+    counts: Counter[str] = Counter()
+    places: dict[str, dict[str, None]] = {}
+    for reasons in reasons_per_group:
+        whats = set()
+        for reason in reasons:
+            what, sep, where = reason.rpartition(" at ")
+            what, where = (what, where) if sep else (reason, "")
+            whats.add(what)
+            if where:
+                places.setdefault(what, {})[where] = None
+        counts.update(whats)
+    if not counts:
+        return []
+    lines = [f"  {title}"]
+    for what, count in counts.most_common(most):
+        found = list(places.get(what, {}))
+        where = f": at {', '.join(found[:3])}" + (f" and {len(found) - 3} more" if len(found) > 3 else "") \
+            if found else ""
+        lines.append(f"    {count:>4} x {what}{where}")
+    if len(counts) > most:
+        lines.append(f"    ... and {len(counts) - most} more reasons (see result.groups)")
+    return lines

@@ -327,6 +327,26 @@ def test_unsupported_op_freezes_only_its_groups_and_is_named() -> None:
     assert fxprune.verify(model, result, _inputs()) < TOLERANCE
 
 
+class RepeatedUnsupported(nn.Module):
+    """Four cumsums over channels, each freezing its own group."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(3 if i == 0 else 8, 8, 1) for i in range(4))
+        self.head = nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        for conv in self.convs:
+            x = torch.cumsum(conv(x), dim=1)
+        return self.head(x)
+
+
+def test_summary_folds_one_reason_met_in_many_places() -> None:
+    summary = fxprune.compile(RepeatedUnsupported().eval(), 0.5, example_inputs=_inputs()).summary()
+    assert "   4 x no rule for cumsum: at cumsum, cumsum_1, cumsum_2 and 1 more" in summary
+    assert "cumsum (cumsum" not in summary  # the node is named once
+
+
 @pytest.mark.parametrize("exact", [False, True])
 def test_ratio_close_to_one_keeps_a_channel_everywhere(exact: bool) -> None:
     model = _net()

@@ -156,9 +156,9 @@ def propagate_layouts(module: fx.GraphModule, exact: bool) -> tuple[dict[fx.Node
 def _run_rule(ctx: PropagateContext) -> Any:
     rule = lookup(ctx.node, ctx.module)
     if rule is None:
-        kind = type(ctx.module).__name__ if ctx.module is not None else ""
-        ctx.freeze_inputs(f"no rule for {kind + ' ' if kind else ''}{describe(ctx.node)}".replace(
-            f" at {ctx.where}", ""))
+        op = type(ctx.module).__name__ if ctx.module is not None else getattr(ctx.node.target, "__name__",
+                                                                                 str(ctx.node.target))
+        ctx.freeze_inputs(f"no rule for {op}")  # the freeze adds where
         return ctx.opaque_output()
     try:
         return rule.propagate(ctx)

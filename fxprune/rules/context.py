@@ -20,7 +20,9 @@ def describe(node: fx.Node) -> str:
     if node.op == "call_module":
         return f"module '{node.target}'"
     target = getattr(node.target, "__name__", str(node.target))
-    return f"{target} ({node.name})"
+    # fx names nodes after their targets (add, add_1, ...): say the name once.
+    named_after = node.name == target or node.name.startswith(f"{target}_")
+    return node.name if named_after else f"{target} ({node.name})"
 
 
 class _NodeView:
