@@ -35,6 +35,7 @@ class _Tracer(fx.Tracer):
         super().__init__()
         self.leaf_types, self.leaf_names = leaf_types, leaf_names
         self.path: list[str] = []
+        self.failed_path: list[str] | None = None  # where tracing raised, kept past the unwinding
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self.leaf_types) or module_qualified_name in self.leaf_names:
@@ -45,6 +46,10 @@ class _Tracer(fx.Tracer):
         self.path.append(self.path_of_module(m))
         try:
             return super().call_module(m, forward, args, kwargs)
+        except Exception:
+            if self.failed_path is None:  # the innermost module, before the stack unwinds
+                self.failed_path = list(self.path)
+            raise
         finally:
             self.path.pop()
 
@@ -81,7 +86,7 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
     try:
         graph = tracer.trace(model, concrete_args=args or None)
     except Exception as error:  # every tracing failure becomes one actionable message
-        raise TraceError(_explain(error, tracer.path)) from error
+        raise TraceError(_explain(error, tracer.failed_path or tracer.path)) from error
     _drop_flattened_defaults(graph)
     name = model.__class__.__name__
     try:

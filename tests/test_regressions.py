@@ -233,3 +233,38 @@ def test_dynamic_shuffle_with_more_groups_than_channels_per_group() -> None:
     result = _compile_and_verify(model, (torch.randn(1, 3, 4, 4),))
     assert _out_channels(result, "conv2") == 4  # the group after the shuffle still prunes
     assert any("literal and a computed size" in (g.reason or "") for g in result.groups)
+
+
+class LegacyDataAndSamePadding(nn.Module):
+    """``x.data`` (legacy code) and TF-style "same" padding computed from ``x.size()`` at run time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.conv2, self.head = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3, stride=2), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.relu(self.conv1(x)).data
+        pad = y.size(-1) % 2 + 1  # an int recomputed from the pruned tensor at run time
+        y = F.pad(y, [pad // 2, pad - pad // 2, pad // 2, pad - pad // 2])
+        return self.head(torch.relu(self.conv2(y)))
+
+
+def test_data_attribute_and_computed_pad_widths_pass_channels_through() -> None:
+    torch.manual_seed(0)
+    result = _compile_and_verify(LegacyDataAndSamePadding().eval(), (torch.randn(1, 3, 9, 9),))
+    assert _out_channels(result, "conv1") == 4 and _out_channels(result, "conv2") == 4
+
+
+class BranchOnData(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x if x.sum() > 0 else -x
+
+
+def test_trace_error_names_the_innermost_module() -> None:
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(3, 4, 1), BranchOnData()))
+    try:
+        fxprune.compile(model, 0.5, example_inputs=(torch.randn(1, 3, 4, 4),))
+    except fxprune.TraceError as error:
+        assert "cannot trace in module '0.1' (0/0.1)" in str(error)
+    else:
+        raise AssertionError("a data-dependent branch must not trace")

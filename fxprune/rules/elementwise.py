@@ -157,9 +157,13 @@ def spatial(count: int | None) -> Rule:
 def pad(ctx: PropagateContext) -> Layout:
     """F.pad and the padding modules: widths pair up from the last dim backwards."""
     layout = ctx.layout(ctx.node.args[0])
-    widths = list(ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad"))
+    given = ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad")
+    # Widths computed at run time (TF-style "same" padding) are a node or hold nodes: any
+    # of them may be non-zero, but their count, which decides the dims they pad, is fixed.
+    computed = isinstance(given, fx.Node) or any(isinstance(w, fx.Node) for w in given)
+    widths = list(ctx.val(given)) if isinstance(given, fx.Node) else list(given)
     rank = len(layout.shape)
-    padded = {rank - 1 - i // 2 for i, w in enumerate(widths) if w != 0}
+    padded = {rank - 1 - i // 2 for i, w in enumerate(widths) if computed or w != 0}
     for block in layout.blocks:
         if set(block.dims) & padded:
             ctx.freeze(block, "padding along channels")

@@ -288,7 +288,7 @@ def _movedim_order(rank: int, src: list[int], dst: list[int]) -> list[int]:
     return [o if o >= 0 else next(rest) for o in order]
 
 
-def size_query(ctx: PropagateContext) -> None:
+def size_query(ctx: PropagateContext) -> Layout | None:
     """x.size(), x.shape, x.numel(): plain ints, recomputed at run time from pruned tensors.
 
     That is right where the int only sizes a reshape (``x.view(b, c // g, g, h, w)``: the
@@ -298,6 +298,8 @@ def size_query(ctx: PropagateContext) -> None:
     layout = ctx.layout(ctx.node.args[0]) if ctx.node.args else None
     if not isinstance(layout, Layout):
         return None
+    if ctx.node.target is getattr and ctx.node.args[1:] == ("data",):
+        return layout  # legacy ``x.data``: the same tensor, detached
     for dims, value in _queried_dims(ctx.node, len(layout.shape)):
         for block in {id(b): b for d in dims if (b := layout.block_at(d)) is not None}.values():
             if value is None or not _sizes_only(value):
