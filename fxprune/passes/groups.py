@@ -245,7 +245,7 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
         class_roots = unique_ints(roots[order[bounds[g]:bounds[g + 1]]])
         parts = tuple(np.searchsorted(class_roots, seg) for seg in segments[g] if seg.size < class_roots.size)
         pinned = unique_ints(np.searchsorted(class_roots, np.concatenate(pins[g]))) if pins[g] else empty
-        frozen = tuple(reasons[g]) or (("a single channel",) if class_roots.size < 2 else ())
+        frozen = tuple(reasons[g]) or ((_single_channel(members[g]),) if class_roots.size < 2 else ())
         if not frozen and pinned.size == class_roots.size:  # every channel pinned: say why
             frozen = tuple(pin_reasons[g])
         group_members = tuple(Member(t, a, np.searchsorted(class_roots, roots[ids]), r, p)
@@ -254,6 +254,13 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
                                   tuple(caveats[g]), class_roots, parts,
                                   _producer_parts(class_roots.size, group_members, record), pinned))
     return Groups(tuple(built), layouts, record, roots, exact)
+
+
+def _single_channel(members: list[tuple[str, int, np.ndarray, bool, bool]]) -> str:
+    """Why a group has one channel: really one, or many tied together."""
+    if max((ids.size for _, _, ids, _, _ in members), default=1) > 1:
+        return "a single channel: grouped convolutions or reshapes tie all of its channels together"
+    return "a single channel"
 
 
 def _producer_parts(size: int, members: tuple[Member, ...], record: ChannelRecord) -> tuple[np.ndarray, ...]:
