@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import inspect
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import TreeSpec, tree_flatten, tree_map
 
 from .errors import InputError, TraceError
 
@@ -36,11 +37,24 @@ class _Tracer(fx.Tracer):
         self.leaf_types, self.leaf_names = leaf_types, leaf_names
         self.path: list[str] = []
         self.failed_path: list[str] | None = None  # where tracing raised, kept past the unwinding
+        self.output_spec: TreeSpec | None = None
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, self.leaf_types) or module_qualified_name in self.leaf_names:
             return True
         return super().is_leaf_module(m, module_qualified_name)
+
+    def create_args_for_root(self, root_fn: Any, is_module: bool, concrete_args: Any = None) -> tuple[Any, Any]:
+        fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
+        if isinstance(self.graph._codegen, fx.graph._PyTreeCodeGen):
+            return fn, args  # flattened inputs: torch.fx keeps the output's structure already
+
+        def recording(*inputs: Any) -> Any:
+            out = fn(*inputs)
+            self.output_spec = tree_flatten(out)[1]
+            return out
+
+        return recording, args
 
     def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
         self.path.append(self.path_of_module(m))
@@ -87,6 +101,7 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
         graph = tracer.trace(model, concrete_args=args or None)
     except Exception as error:  # every tracing failure becomes one actionable message
         raise TraceError(_explain(error, tracer.failed_path or tracer.path)) from error
+    _keep_output_containers(graph, tracer.output_spec)
     _drop_flattened_defaults(graph)
     name = model.__class__.__name__
     try:
@@ -123,6 +138,24 @@ def _check_arguments(model: nn.Module, example_inputs: Any, leaves: list[Any],
             raise InputError(f"{len(inputs)} example inputs do not fit {type(model).__name__}.forward"
                              f"({', '.join(names)}): "
                              f"{error}. Pass one value per positional argument, as a tuple.") from error
+
+
+def _keep_output_containers(graph: fx.Graph, spec: TreeSpec | None) -> None:
+    """torch.fx rebuilds every dict it returns as a plain ``dict``: a segmentation model's
+    ``OrderedDict(out=..., aux=...)`` would come back changed. Returning the flat outputs
+    through the traced tree spec (as fx does for flattened inputs) keeps the container."""
+    if spec is None or not _holds(spec, OrderedDict):
+        return
+    output = next(iter(graph.find_nodes(op="output")))
+    leaves, _ = tree_flatten(output.args[0])
+    output.args = (leaves,)
+    placeholders = [node.target for node in graph.find_nodes(op="placeholder")]
+    graph._codegen = fx.graph._PyTreeCodeGen(fx.graph._PyTreeInfo(
+        ["self", *placeholders], tree_flatten(("self", *placeholders))[1], spec))
+
+
+def _holds(spec: TreeSpec, container: type) -> bool:
+    return spec.type is container or any(_holds(child, container) for child in spec.children())
 
 
 def _drop_flattened_defaults(graph: fx.Graph) -> None:

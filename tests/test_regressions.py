@@ -268,3 +268,29 @@ def test_trace_error_names_the_innermost_module() -> None:
         assert "cannot trace in module '0.1' (0/0.1)" in str(error)
     else:
         raise AssertionError("a data-dependent branch must not trace")
+
+
+class SegmentationHead(nn.Module):
+    """Returns an OrderedDict, as torchvision's segmentation models do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone, self.classifier, self.aux = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 2, 1), nn.Conv2d(8, 2, 1)
+
+    def forward(self, x: Tensor) -> Any:
+        from collections import OrderedDict
+
+        features = torch.relu(self.backbone(x))
+        return OrderedDict(out=self.classifier(features), aux=self.aux(features))
+
+
+def test_ordered_dict_outputs_stay_ordered_dicts() -> None:
+    from collections import OrderedDict
+
+    torch.manual_seed(0)
+    model, x = SegmentationHead().eval(), torch.randn(1, 3, 6, 6)
+    result = fxprune.compile(model, 0.5, example_inputs=(x,), exact=True)
+    out = result.module(x)
+    assert type(out) is OrderedDict and list(out) == ["out", "aux"]
+    assert _out_channels(result, "backbone") == 4
+    assert fxprune.verify(model, result, (x,)) < TOLERANCE
