@@ -57,6 +57,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ort-spinning", action="store_true",
                         help="let ONNX Runtime's idle threads spin (its default; off here because spinning "
                              "threads fight the caller on small or shared machines)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="DataLoader processes decoding video (use several on a real UCF101)")
     parser.add_argument("--quick", action="store_true", help="tiny data, network and epochs (for CI)")
     parser.add_argument("--out", type=Path, help="where to write the dataset, weights, plots and ONNX files")
     parser.add_argument("--json", action="store_true", help="print the final table as JSON")
@@ -112,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     train_set, test_set = datasets(args, out / "data")
     classes = len(train_set.classes) if hasattr(train_set, "classes") else train_set.dataset.num_classes
-    train_loader = make_loader(train_set, batch_size=8, shuffle=True)
-    test_loader = make_loader(test_set, batch_size=8)
+    train_loader = make_loader(train_set, batch_size=8, shuffle=True, num_workers=args.workers)
+    test_loader = make_loader(test_set, batch_size=8, num_workers=args.workers)
     model = build_model(args, classes)
     if args.weights:
         model.load_state_dict(torch.load(args.weights, weights_only=True, map_location="cpu"))
