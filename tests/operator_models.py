@@ -1137,6 +1137,31 @@ class CoordConv(nn.Module):
         return self.head(F.relu(self.conv2(x)))
 
 
+class WeightNormed(nn.Module):
+    """Weight-normalised convs (TCNs, WaveNet), in the parametrisation form or the legacy hook form,
+    and a spectral-normalised one, which fxprune cannot rebuild and must freeze."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        import warnings
+
+        from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+        def normed(conv: nn.Module) -> nn.Module:
+            if form == "legacy":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return nn.utils.weight_norm(conv)
+            return weight_norm(conv) if form == "parametrization" else spectral_norm(conv)
+
+        self.conv1 = normed(nn.Conv1d(3, 8, 3, padding=2, dilation=2))
+        self.conv2 = weight_norm(nn.Conv1d(8, 8, 3, padding=1)) if form == "spectral" else normed(nn.Conv1d(8, 8, 3, padding=1))
+        self.head = nn.Conv1d(8, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(F.relu(self.conv2(F.relu(self.conv1(x)))))
+
+
 # --------------------------------------------------------------------------- focused-test models
 
 
@@ -1430,6 +1455,18 @@ CASES: dict[str, Case] = {
         _builder(CoordConv), _randn(IMG),
         expect_pruned=("conv1", "conv2"), expect_frozen=("head",),
         rule="a concat with untracked tensors pins only their weight slices; the features still prune"),
+    "weight_norm": Case(
+        _builder(WeightNormed, "parametrization"), _randn(SEQ),
+        expect_pruned=("conv1", "conv2"), expect_frozen=("head",),
+        rule="parametrizations.weight_norm: slice the computed weight, apply weight_norm again"),
+    "weight_norm_legacy": Case(
+        _builder(WeightNormed, "legacy"), _randn(SEQ),
+        expect_pruned=("conv1", "conv2"), expect_frozen=("head",),
+        rule="the hook-based nn.utils.weight_norm, likewise"),
+    "spectral_norm_frozen": Case(
+        _builder(WeightNormed, "spectral"), _randn(SEQ),
+        expect_pruned=("conv2",), expect_frozen=("head",),
+        rule="a parametrisation fxprune cannot rebuild (spectral_norm) freezes what it touches"),
 }
 """Every operator case, by name.  See :class:`Case` for the meaning of the fields."""
 

@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import re
@@ -57,6 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from ..errors import InputError
+from ..passes.parametrized import deepcopy_module
 from ..report import count_params
 from ..tracing import normalize_inputs
 from .onnx import OnnxExport, flat_tensors, make_session, run_session, to_onnx
@@ -172,7 +172,7 @@ def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], exa
         >>> report = benchmark({"original": model, "pruned": result.module}, (x,), runs=20, threads=4)
         >>> report.rows[1].speedup, report.rows[1].efficiency
     """
-    named = {name: copy.deepcopy(model).eval() for name, model in _named_models(models).items()}
+    named = {name: deepcopy_module(model).eval() for name, model in _named_models(models).items()}
     threads = (os.cpu_count() or 1) if threads is None else threads
     _check_settings(runs, warmup, threads, batch_sizes)
     inputs = normalize_inputs(example_inputs)

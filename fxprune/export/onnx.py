@@ -37,7 +37,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import copy
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import ExportError, InputError
+from ..passes.parametrized import deepcopy_module
 from ..tracing import normalize_inputs
 
 __all__ = ["Exporter", "OnnxExport", "to_onnx", "make_session", "run_session", "flat_tensors"]
@@ -116,7 +116,7 @@ def to_onnx(module: nn.Module, example_inputs: Any, path: str | Path, *, dynamic
     flat_inputs = flat_tensors(inputs)
     if not flat_inputs:
         raise InputError("example_inputs holds no tensor: pass e.g. (torch.randn(1, 3, 224, 224),)")
-    model = copy.deepcopy(module).eval()
+    model = deepcopy_module(module).eval()
     with torch.no_grad():
         expected = flat_tensors(model(*inputs))
     path = Path(path)

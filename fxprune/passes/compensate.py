@@ -14,7 +14,6 @@ convolutions are left as plain removal.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from torch import fx, nn
 
 from ..errors import InputError
 from ..tracing import normalize_inputs
+from .parametrized import deepcopy_module
 from .rewrite import keep_mask
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def compensate_bias(result: CompileResult, example_inputs: Any = None, *, calibr
     batches = _batches(example_inputs, calibration, max_batches)
     keep = keep_mask(result.groups, result.plan)
     consumers = _consumers(result, keep)
-    module = copy.deepcopy(result.module)
+    module = deepcopy_module(result.module)
     if not consumers:
         return module
     means = _input_means(result.traced, {c.target for c in consumers}, batches)
@@ -138,7 +138,7 @@ class _MeanCapture(fx.Interpreter):
 
 def _input_means(traced: fx.GraphModule, targets: set[str], batches: Iterator[tuple[Any, ...]]) -> dict[str, Any]:
     # A copy in eval mode: running statistics of the caller's model must not move.
-    capture = _MeanCapture(copy.deepcopy(traced).eval(), targets)
+    capture = _MeanCapture(deepcopy_module(traced).eval(), targets)
     seen = 0
     with torch.no_grad():
         for batch in batches:

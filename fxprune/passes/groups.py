@@ -17,9 +17,10 @@ from torch import fx
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..rules import lookup, register_optional_rules
-from ..rules.context import PropagateContext, describe
+from ..rules.context import PropagateContext
 from .channel_graph import ChannelRecord, connected_components, unique_ints
 from .layout import Block, Layout
+from .parametrized import resizable
 
 __all__ = ["Member", "ChannelGroup", "Groups", "find_groups"]
 
@@ -155,6 +156,9 @@ def propagate_layouts(module: fx.GraphModule, exact: bool) -> tuple[dict[fx.Node
 
 def _run_rule(ctx: PropagateContext) -> Any:
     rule = lookup(ctx.node, ctx.module)
+    if ctx.module is not None and not resizable(ctx.module):
+        ctx.freeze_inputs(f"no rule for {type(ctx.module).__name__} with a parametrisation other than weight_norm")
+        return ctx.opaque_output()
     if rule is None:
         op = type(ctx.module).__name__ if ctx.module is not None else getattr(ctx.node.target, "__name__",
                                                                                  str(ctx.node.target))

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import InputError
 from .groups import ChannelGroup, Groups
+from .parametrized import find_tensor
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 
@@ -28,13 +29,25 @@ def _per_channel(group: ChannelGroup, module: nn.Module, power: int) -> np.ndarr
         try:
             tensor = module.get_parameter(member.tensor)
         except AttributeError:  # buffers (running statistics) say nothing about importance
-            continue
+            if _is_buffer(module, member.tensor):
+                continue
+            tensor = find_tensor(module, member.tensor)  # a computed (weight-normalised) weight
+            if tensor is None:
+                continue
         magnitude = tensor.detach().abs() if power == 1 else tensor.detach().square()
         others = [d for d in range(tensor.dim()) if d != member.axis]
         # Reducing in place of a transposed copy: 3x faster on conv weights' input axis.
         values = (magnitude.sum(dim=others) if others else magnitude).double().cpu().numpy()
         scores += np.bincount(member.channels, weights=values, minlength=group.size)
     return scores
+
+
+def _is_buffer(module: nn.Module, name: str) -> bool:
+    try:
+        module.get_buffer(name)
+        return True
+    except AttributeError:
+        return False
 
 
 def l1(group: ChannelGroup, module: nn.Module) -> np.ndarray:

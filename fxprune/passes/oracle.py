@@ -8,7 +8,6 @@ output, so ``pruned(x)`` must equal ``reference(x)`` up to float rounding.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from .groups import Groups
+from .parametrized import bake_parametrizations, deepcopy_module
 from .plan import Plan
 from .rewrite import keep_mask
 
@@ -25,7 +25,9 @@ __all__ = ["masked_reference", "max_difference"]
 
 def masked_reference(model: nn.Module, groups: Groups, plan: Plan) -> nn.Module:
     """A copy of ``model`` with the input slices that read removed channels zeroed."""
-    reference = copy.deepcopy(model)
+    # Computed weights (weight normalisation) become plain parameters of the same value,
+    # so their slices can be zeroed.
+    reference = bake_parametrizations(deepcopy_module(model))
     keep = keep_mask(groups, plan)
     params = dict(reference.named_parameters(remove_duplicate=False))
     record = groups.record
@@ -43,7 +45,7 @@ def max_difference(first: nn.Module, second: nn.Module, example_inputs: tuple[An
     """Largest absolute difference between the outputs of two modules in eval mode."""
     outputs = []
     for module in (first, second):
-        module = copy.deepcopy(module).eval()
+        module = deepcopy_module(module).eval()
         with torch.no_grad():
             leaves, _ = tree_flatten(module(*example_inputs))
         outputs.append([leaf for leaf in leaves if isinstance(leaf, torch.Tensor)])

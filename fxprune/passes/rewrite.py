@@ -22,6 +22,7 @@ from ..rules.context import RewriteContext, kept_along
 from ..rules.layers import slice_tensor
 from .groups import Groups
 from .layout import Layout
+from .parametrized import deepcopy_module, resize_weight_normed
 from .plan import Plan
 
 __all__ = ["keep_mask", "rewrite", "expected_shape", "check_shapes"]
@@ -107,8 +108,8 @@ def _changed(module: nn.Module, node: fx.Node, ctx: RewriteContext) -> bool:
 def _module_for(module: nn.Module, node: fx.Node, ctx: RewriteContext, memo: dict[int, Any]) -> nn.Module:
     rule = lookup(node, module)
     if rule is not None and rule.resize is not None and _changed(module, node, ctx):
-        return _guarded(rule.resize, node, module, ctx)
-    return copy.deepcopy(module, memo)
+        return _guarded(lambda m, c: resize_weight_normed(m, lambda plain: rule.resize(plain, c)), node, module, ctx)
+    return deepcopy_module(module, memo)
 
 
 def _attribute_for(module: fx.GraphModule, target: str, ctx: RewriteContext, memo: dict[int, Any]) -> Any:

@@ -10,7 +10,6 @@ ratios from the curves, by a tolerance or by a MACs budget.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import FxPruneError, InputError, PlanError
 from ..report import Figures
 from .importance import Importance, score_groups
+from .parametrized import deepcopy_module
 from .plan import Plan, check_ratio, make_plan
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Mo
     analysis = analyze(model, example_inputs, exact=exact)
     chosen = _check_groups(analysis.groups, groups)
     scores = score_groups(analysis.groups, analysis.traced, importance)
-    baseline = _metric(evaluate, copy.deepcopy(model), "the unpruned model")
+    baseline = _metric(evaluate, deepcopy_module(model), "the unpruned model")
     rows = []
     bar = tqdm(total=len(chosen) * len(points), desc="sensitivity", unit="point", disable=not progress)
     with bar:

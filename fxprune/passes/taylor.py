@@ -9,7 +9,6 @@ statistics change.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +21,7 @@ from ..errors import InputError
 from .channel_graph import unique_ints
 from .groups import ChannelGroup, Groups
 from .layout import Layout
+from .parametrized import deepcopy_module
 
 __all__ = ["Taylor"]
 
@@ -52,7 +52,7 @@ class Taylor:
         lookup = _channel_lookup(groups)
         totals = {g.index: np.zeros(g.size) for g in groups}
         samples = 0
-        worker = copy.deepcopy(module).eval()
+        worker = deepcopy_module(module).eval()
         producers = [n for n in worker.graph.nodes if _is_producer(n, worker)]
         layouts = {n.name: groups.layouts.get(n) for n in module.graph.nodes}
         for count, batch in enumerate(self.data):

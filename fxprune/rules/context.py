@@ -11,6 +11,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ..passes.channel_graph import ChannelRecord
 from ..passes.layout import Block, Layout
+from ..passes.parametrized import find_tensor
 
 __all__ = ["PropagateContext", "RewriteContext", "describe", "kept_along"]
 
@@ -115,7 +116,12 @@ def _ids_in(target: Any) -> list[np.ndarray]:
 
 def _tensor_of(qualified: str, node: fx.Node) -> torch.Tensor:
     root = node.graph.owning_module
-    return root.get_parameter(qualified) if _is_param(root, qualified) else root.get_buffer(qualified)
+    if _is_param(root, qualified):
+        return root.get_parameter(qualified)
+    computed = find_tensor(root, qualified)  # a buffer, or a weight-normalised weight
+    if computed is None:
+        raise AttributeError(f"{qualified} is not a parameter, a buffer or a computed weight")
+    return computed
 
 
 def _is_param(root: nn.Module, qualified: str) -> bool:

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..passes.layout import Block, Layout
 from .context import PropagateContext, RewriteContext
-from .registry import Rule, register_function, register_module
+from .registry import Rule, register_module
 
 __all__ = ["couple_conv", "slice_module", "slice_tensor", "channel_norm", "layer_norm"]
 
