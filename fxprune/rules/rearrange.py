@@ -54,18 +54,22 @@ def _freeze_spatial(ctx: PropagateContext, layout: Layout, what: str) -> None:
             ctx.freeze(block, f"{what} mixes a tracked spatial dim")
 
 
+def _pixel_rearrange(ctx: PropagateContext, factor: str,
+                     what: str) -> tuple[int, int, list[Block], np.ndarray | None]:
+    """The channel dim, r*r, the blocks left alone and the channel ids of a pixel (un)shuffle."""
+    layout = ctx.layout(ctx.node.args[0])
+    dim = len(layout.shape) - 3
+    _freeze_spatial(ctx, layout, what)
+    return dim, _factor(ctx, factor) ** 2, _others(layout, dim), _channel_ids(ctx, layout, dim, what)
+
+
 def pixel_shuffle(ctx: PropagateContext) -> Layout:
     """(C*r*r, H, W) -> (C, H*r, W*r): output channel c gathers input channels c*r*r ... c*r*r+r*r-1.
 
     Those r*r channels live or die together, so they are unified into one channel and
     the output carries its id.
     """
-    layout = ctx.layout(ctx.node.args[0])
-    dim = len(layout.shape) - 3
-    r2 = _factor(ctx, "upscale_factor") ** 2
-    _freeze_spatial(ctx, layout, "pixel shuffle")
-    blocks = _others(layout, dim)
-    ids = _channel_ids(ctx, layout, dim, "pixel shuffle")
+    dim, r2, blocks, ids = _pixel_rearrange(ctx, "upscale_factor", "pixel shuffle")
     if ids is not None:
         cells = ids.reshape(-1, r2)
         for k in range(1, r2):
@@ -76,12 +80,7 @@ def pixel_shuffle(ctx: PropagateContext) -> Layout:
 
 def pixel_unshuffle(ctx: PropagateContext) -> Layout:
     """(C, H*r, W*r) -> (C*r*r, H, W): output channels c*r*r ... c*r*r+r*r-1 all carry channel c."""
-    layout = ctx.layout(ctx.node.args[0])
-    dim = len(layout.shape) - 3
-    r2 = _factor(ctx, "downscale_factor") ** 2
-    _freeze_spatial(ctx, layout, "pixel unshuffle")
-    blocks = _others(layout, dim)
-    ids = _channel_ids(ctx, layout, dim, "pixel unshuffle")
+    dim, r2, blocks, ids = _pixel_rearrange(ctx, "downscale_factor", "pixel unshuffle")
     if ids is not None:
         blocks.append(Block((dim,), np.repeat(ids, r2, axis=0)))
     return Layout(ctx.shape(), tuple(blocks))
