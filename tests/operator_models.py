@@ -1155,7 +1155,8 @@ class WeightNormed(nn.Module):
             return weight_norm(conv) if form == "parametrization" else spectral_norm(conv)
 
         self.conv1 = normed(nn.Conv1d(3, 8, 3, padding=2, dilation=2))
-        self.conv2 = weight_norm(nn.Conv1d(8, 8, 3, padding=1)) if form == "spectral" else normed(nn.Conv1d(8, 8, 3, padding=1))
+        conv2 = nn.Conv1d(8, 8, 3, padding=1)
+        self.conv2 = weight_norm(conv2) if form == "spectral" else normed(conv2)
         self.head = nn.Conv1d(8, 4, 1)
 
     def forward(self, x: Tensor) -> Tensor:

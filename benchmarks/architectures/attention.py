@@ -181,7 +181,8 @@ class MultiheadPooling(nn.Module):
 
 
 class ExpandedMap(nn.Module):
-    """A one-channel attention map ``expand(-1, 16, -1, -1)`` to the channels it gates, next to ``x.repeat(1, 2, 1, 1)``."""
+    """A one-channel attention map ``expand(-1, 16, -1, -1)`` to the channels it gates,
+    next to ``x.repeat(1, 2, 1, 1)``."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -1,4 +1,7 @@
-"""Video models built from 2D convs run per frame: TSM shifts, TSN and TRN consensus heads, per-frame stacks, ConvGRU."""
+"""Video models built from 2D convs run per frame.
+
+TSM shifts, TSN and TRN consensus heads, per-frame stacks, ConvGRU.
+"""
 
 from __future__ import annotations
 

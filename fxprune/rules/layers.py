@@ -104,7 +104,6 @@ def conv_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
     new = slice_module(module, ctx)
     weight = new.weight
     transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
-    out_axis = 1 if transposed else 0
     if module.groups > 1:
         per_group = module.weight.shape[0] // module.groups
         new.groups = weight.shape[0] // per_group
