@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import shlex
@@ -182,25 +181,11 @@ def evaluate_isolated(name: str, ratio: float, timeout_s: float) -> Outcome:
     Returns:
         The child's :class:`Outcome`, or a failed one if it crashed or timed out.
     """
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(name, ratio, child))
-    proc.start()
-    child.close()
-    payload: dict[str, Any] | None = None
-    if parent.poll(timeout_s):
-        try:
-            payload = parent.recv()
-        except EOFError:
-            payload = None
-    proc.join(10)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+    payload, exitcode = zoo.run_forked(_child, (name, ratio), timeout_s, grace_s=10.0)
     if payload is not None:
         return Outcome(**payload)
-    why = (f"TimeoutError: exceeded {timeout_s:.0f}s" if proc.exitcode in (None, -9)
-           else f"ChildProcessError: exit code {proc.exitcode} (crash or out of memory)")
+    why = (f"TimeoutError: exceeded {timeout_s:.0f}s" if exitcode in (None, -9)
+           else f"ChildProcessError: exit code {exitcode} (crash or out of memory)")
     return Outcome(model=name, shape=list(zoo.INPUT_SHAPES.get(name, ())) or None,
                    slow=name in zoo.SLOW, stage="child", error=why)
 

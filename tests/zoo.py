@@ -33,6 +33,7 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -603,6 +604,31 @@ def _child(name: str, kind: str, conn: Any) -> None:
     conn.close()
 
 
+def run_forked(target: Callable[..., None], args: tuple[Any, ...], timeout_s: float,
+               grace_s: float = 5.0) -> tuple[Any, int | None]:
+    """Run ``target(*args, conn)`` in a forked child that sends one payload on ``conn``.
+
+    Returns ``(payload, exit code)``; the payload is None when the child crashed, was
+    killed (out of memory) or sent nothing within ``timeout_s`` (it is then killed).
+    """
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=target, args=(*args, child))
+    proc.start()
+    child.close()
+    payload = None
+    if parent.poll(timeout_s):
+        try:
+            payload = parent.recv()
+        except EOFError:
+            payload = None
+    proc.join(grace_s)
+    if proc.is_alive():
+        proc.kill()
+        proc.join()
+    return payload, proc.exitcode
+
+
 def measure_isolated(name: str, kind: str, timeout_s: float) -> dict[str, Any]:
     """Measure one model in a forked child process with a timeout.
 
@@ -614,26 +640,11 @@ def measure_isolated(name: str, kind: str, timeout_s: float) -> dict[str, Any]:
     Returns:
         The measurement as a JSON-able dict.
     """
-    ctx = mp.get_context("fork")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(name, kind, child))
     t0 = time.perf_counter()
-    proc.start()
-    child.close()
-    result: dict[str, Any] | None = None
-    if parent.poll(timeout_s):
-        try:
-            result = parent.recv()
-        except EOFError:
-            result = None
-    proc.join(5)
-    if proc.is_alive():
-        proc.kill()
-        proc.join()
+    result, exitcode = run_forked(_child, (name, kind), timeout_s)
     if result is None:
         status = "timeout" if time.perf_counter() - t0 >= timeout_s else "error"
-        result = asdict(Measurement(name=name, kind=kind, status=status,
-                                    error=f"child exit code {proc.exitcode}"))
+        result = asdict(Measurement(name=name, kind=kind, status=status, error=f"child exit code {exitcode}"))
     result["wall_s"] = round(time.perf_counter() - t0, 3)
     return result
 

@@ -237,8 +237,7 @@ def _build_groups(layouts: dict[fx.Node, Any], record: ChannelRecord, exact: boo
     count = len(producer_roots)
     order = np.argsort(group_of_id, kind="stable")
     bounds = np.searchsorted(group_of_id[order], np.arange(count + 1))
-    reasons, caveats = _freeze_reasons(record, group_of_id, exact, count)
-    pins, pin_reasons = _pins(record, roots, group_of_id, count)
+    reasons, caveats, pins, pin_reasons = _freeze_reasons(record, roots, group_of_id, exact, count)
     members = _members(record, roots, group_of_id, order, bounds, count)
     producers: list[dict[str, None]] = [{} for _ in range(count)]
     for s in sorted(record.producers):
@@ -282,14 +281,13 @@ def _producer_parts(size: int, members: tuple[Member, ...], record: ChannelRecor
 def _segments(layouts: dict[fx.Node, Any], record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray,
               count: int) -> list[list[np.ndarray]]:
     """Distinct sets of channel roots carried by one tensor dim or parameter axis, per group."""
-    seen: set[bytes] = set()
     found: list[list[np.ndarray]] = [[] for _ in range(count)]
     columns = [ids[:, None] for ids in record.params.values()]
     for value in layouts.values():
         for layout in tree_flatten(value, is_leaf=lambda x: isinstance(x, Layout))[0]:
             if isinstance(layout, Layout):
                 columns.extend(b.ids.reshape(-1, b.width) for b in layout.blocks)
-    seen_ids: set[bytes] = set()
+    seen, seen_ids = set(), set()  # segments found, and id columns already looked at
     for column_set in columns:
         for k in range(column_set.shape[1]):
             ids = column_set[:, k]
@@ -310,33 +308,21 @@ def _segments(layouts: dict[fx.Node, Any], record: ChannelRecord, roots: np.ndar
     return found
 
 
-def _freeze_reasons(record: ChannelRecord, group_of_id: np.ndarray, exact: bool,
-                    count: int) -> tuple[list[dict[str, None]], list[dict[str, None]]]:
-    reasons: list[dict[str, None]] = [{} for _ in range(count)]
-    caveats: list[dict[str, None]] = [{} for _ in range(count)]
-    for freeze in record.freezes:
-        if freeze.pin:
-            continue
-        target = reasons if (exact or not freeze.exact_only) else caveats
-        for g in unique_ints(group_of_id[freeze.ids]).tolist():
-            if g >= 0:
-                target[g][freeze.reason] = None
-    return reasons, caveats
-
-
-def _pins(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray,
-          count: int) -> tuple[list[list[np.ndarray]], list[dict[str, None]]]:
-    """Per group, the roots of pinned channels and why they are pinned."""
+def _freeze_reasons(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray, exact: bool, count: int
+                    ) -> tuple[list[dict[str, None]], list[dict[str, None]], list[list[np.ndarray]],
+                               list[dict[str, None]]]:
+    """Per group: why it is frozen, its caveats (exact-only reasons outside exact mode), and
+    the roots of its pinned channels with why they are pinned."""
+    reasons, caveats, pin_reasons = ([{} for _ in range(count)] for _ in range(3))
     pins: list[list[np.ndarray]] = [[] for _ in range(count)]
-    reasons: list[dict[str, None]] = [{} for _ in range(count)]
     for freeze in record.freezes:
-        if not freeze.pin:
-            continue
+        target = pin_reasons if freeze.pin else reasons if (exact or not freeze.exact_only) else caveats
         owners = group_of_id[freeze.ids]
         for g in unique_ints(owners[owners >= 0]).tolist():
-            pins[g].append(roots[freeze.ids[owners == g]])
-            reasons[g][freeze.reason] = None
-    return pins, reasons
+            target[g][freeze.reason] = None
+            if freeze.pin:
+                pins[g].append(roots[freeze.ids[owners == g]])
+    return reasons, caveats, pins, pin_reasons
 
 
 def _members(record: ChannelRecord, roots: np.ndarray, group_of_id: np.ndarray, order: np.ndarray,

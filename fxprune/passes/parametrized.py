@@ -6,8 +6,8 @@ at every call. Channels are tracked on that computed weight; to resize such a la
 the weight is baked into a plain parameter, sliced like any other, and weight
 normalisation is applied again, which rebuilds ``g = ||w'||`` and ``v = w'`` so the
 sliced layer computes exactly the kept slices and still trains in the ``g``/``v`` form.
-Other parametrisations (spectral norm, orthogonal, ...) have no such rebuild: resizing
-them raises, which freezes the groups around them.
+Other parametrisations (spectral norm, orthogonal, ...) have no such rebuild: analysis
+freezes what such a layer touches (see :func:`resizable`).
 """
 
 from __future__ import annotations
@@ -26,12 +26,15 @@ from torch.nn.utils.weight_norm import WeightNorm
 __all__ = ["bake_parametrizations", "deepcopy_module", "find_tensor", "plain_copy", "resizable", "resize_weight_normed"]
 
 
-def find_tensor(root: nn.Module, qualified: str) -> torch.Tensor | None:
-    """A parameter, a buffer, or a computed tensor attribute (a weight-normalised ``weight``)."""
+def find_tensor(root: nn.Module, qualified: str, *, buffers: bool = True) -> torch.Tensor | None:
+    """A parameter, a buffer (unless ``buffers=False``), or a computed tensor attribute (a
+    weight-normalised ``weight``); None when ``qualified`` names none of these."""
     owner_name, _, attribute = qualified.rpartition(".")
     try:
         owner = root.get_submodule(owner_name)
     except AttributeError:
+        return None
+    if not buffers and attribute in owner._buffers:
         return None
     for hook in _legacy_hooks(owner):
         if hook.name == attribute:  # the attribute holds the value of the last forward
@@ -82,12 +85,10 @@ def plain_copy(module: nn.Module) -> nn.Module:
         original = chain.original if hasattr(chain, "original") else chain.original0  # one or several tensors
         plain._parameters[name] = nn.Parameter(getattr(module, name).detach().clone(), original.requires_grad)
     for name in legacy:
-        value = find_tensor(module, name)
-        g = module._parameters.get(f"{name}_g")
-        plain._parameters.pop(f"{name}_g", None)
-        plain._parameters.pop(f"{name}_v", None)
-        plain.__dict__.pop(name, None)
-        plain._parameters[name] = nn.Parameter(value.detach().clone(), g.requires_grad if g is not None else True)
+        g = plain._parameters.pop(f"{name}_g")
+        del plain._parameters[f"{name}_v"]
+        del plain.__dict__[name]  # the hook's cached value; a parameter takes its place
+        plain._parameters[name] = nn.Parameter(find_tensor(module, name).detach().clone(), g.requires_grad)
     return plain
 
 

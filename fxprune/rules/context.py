@@ -115,21 +115,10 @@ def _ids_in(target: Any) -> list[np.ndarray]:
 
 
 def _tensor_of(qualified: str, node: fx.Node) -> torch.Tensor:
-    root = node.graph.owning_module
-    if _is_param(root, qualified):
-        return root.get_parameter(qualified)
-    computed = find_tensor(root, qualified)  # a buffer, or a weight-normalised weight
-    if computed is None:
+    tensor = find_tensor(node.graph.owning_module, qualified)  # also a weight-normalised weight
+    if tensor is None:
         raise AttributeError(f"{qualified} is not a parameter, a buffer or a computed weight")
-    return computed
-
-
-def _is_param(root: nn.Module, qualified: str) -> bool:
-    try:
-        root.get_parameter(qualified)
-        return True
-    except AttributeError:
-        return False
+    return tensor
 
 
 def kept_along(block: Block, keep: np.ndarray, axis: int) -> np.ndarray:
