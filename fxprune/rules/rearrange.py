@@ -18,6 +18,7 @@ from torch import nn
 
 from ..passes.layout import Block, Layout
 from .context import PropagateContext
+from .elementwise import _normalize_dims
 from .registry import Rule, register_function, register_method, register_module
 
 __all__: list[str] = []
@@ -86,16 +87,11 @@ def pixel_unshuffle(ctx: PropagateContext) -> Layout:
     return Layout(ctx.shape(), tuple(blocks))
 
 
-def _dims(value: Any, rank: int) -> list[int]:
-    values = value if isinstance(value, (tuple, list)) else [value]
-    return [int(d) % rank for d in values]
-
-
 def flip(ctx: PropagateContext) -> Layout:
     layout = ctx.layout(ctx.node.args[0])
     # x.flip(2, 3) passes the dims as varargs; torch.flip(x, (2, 3)) as one sequence.
     dims = ctx.node.args[1:] if len(ctx.node.args) > 2 else ctx.arg(1, "dims")
-    flipped = _dims(dims, len(layout.shape))
+    flipped = _normalize_dims(dims, len(layout.shape))
     blocks = []
     for block in layout.blocks:
         ids = block.ids
@@ -112,7 +108,7 @@ def roll(ctx: PropagateContext) -> Layout:
         for block in layout.blocks:
             ctx.freeze(block, "roll over the flattened tensor")
         return Layout(layout.shape)
-    rolled = set(_dims(dims, len(layout.shape)))
+    rolled = set(_normalize_dims(dims, len(layout.shape)))
     for block in layout.blocks:
         if set(block.dims) & rolled:
             ctx.freeze(block, "roll along channels")
