@@ -18,11 +18,11 @@ from .passes.compensate import compensate_bias
 from .passes.schedule import ScheduleResult, prune_iteratively
 from .passes.sensitivity import SensitivityReport, sensitivity
 from .serialize import load, read_metadata, save
-from .tracing import trace
+from .tracing import Capture, capture, trace
 
 __version__ = "0.1.0"
 
-__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
+__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "capture", "Capture", "find_groups", "propagate_shapes", "ChannelGroup",
            "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
            "RewriteError", "TraceError", "save", "load", "read_metadata", "sensitivity", "SensitivityReport",
            "prune_iteratively", "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig",

@@ -29,7 +29,8 @@ from .passes.plan import Plan, Ratios, make_plan
 from .passes.rewrite import check_shapes, keep_mask, rewrite
 from .passes.shapes import propagate_shapes
 from .report import Figures, count_params, summarize
-from .tracing import normalize_inputs, trace
+from .tracing import Capture, normalize_inputs
+from .tracing import capture as capture_model  # analyze and compile take a ``capture`` argument
 
 __all__ = ["Analysis", "CompileResult", "analyze", "apply_plan", "compile", "verify"]
 
@@ -43,6 +44,7 @@ class Analysis:
     groups: Groups
     inputs: tuple[Any, ...]
     before: Figures
+    capture: Capture | None = None
 
     def estimate(self, plan: Plan) -> Figures:
         """Parameters (exact) and MACs (estimated per node) of ``plan`` without rewriting."""
@@ -71,10 +73,13 @@ class CompileResult:
     seconds: float
     traced: fx.GraphModule
     target: tuple[str, float] | None = None
+    capture: Capture | None = None
 
     def summary(self) -> str:
         text = summarize(self.traced.__class__.__name__, self.before, self.after, self.groups, self.plan,
                          self.seconds)
+        if self.capture is not None:
+            text += f"\n  capture {self.capture.describe()}"
         if self.target is not None:
             kind, fraction = self.target
             reached = getattr(self.after, kind) / max(1, getattr(self.before, kind))
@@ -83,8 +88,9 @@ class CompileResult:
 
 
 def analyze(model: nn.Module, example_inputs: Any, *, exact: bool = False, leaf_modules: Iterable[type | str] = (),
-            concrete_args: dict[str, Any] | None = None) -> Analysis:
-    """Trace ``model``, propagate shapes on fake tensors and find its channel groups.
+            concrete_args: dict[str, Any] | None = None, capture: str = "auto",
+            check_capture: bool = True) -> Analysis:
+    """Capture ``model`` (:func:`fxprune.capture`), propagate shapes on fake tensors and find its channel groups.
 
     Example:
         >>> analysis = fxprune.analyze(model, (x,))
@@ -93,9 +99,10 @@ def analyze(model: nn.Module, example_inputs: Any, *, exact: bool = False, leaf_
     if not isinstance(exact, bool):  # exact="no" would silently mean True
         raise InputError(f"exact must be True or False, got {exact!r}")
     inputs = normalize_inputs(example_inputs)
-    traced = trace(model, inputs, leaf_modules=leaf_modules, concrete_args=concrete_args)
-    macs = propagate_shapes(traced, inputs)
-    return Analysis(model, traced, find_groups(traced, exact), inputs, Figures(count_params(model), macs))
+    captured = capture_model(model, inputs, front_end=capture, check=check_capture, leaf_modules=leaf_modules,
+                        concrete_args=concrete_args)
+    return Analysis(model, captured.module, find_groups(captured.module, exact), inputs,
+                    Figures(count_params(model), captured.macs), captured)
 
 
 def apply_plan(analysis: Analysis, plan: Plan, *, started: float | None = None,
@@ -114,14 +121,15 @@ def apply_plan(analysis: Analysis, plan: Plan, *, started: float | None = None,
         raise RewriteError(f"the pruned module does not run: {error}", getattr(error, "node", None)) from error
     check_shapes(analysis.traced, pruned, analysis.groups, plan)
     return CompileResult(pruned, plan, analysis.groups, analysis.before, Figures(count_params(pruned), macs),
-                         time.perf_counter() - started, analysis.traced, target)
+                         time.perf_counter() - started, analysis.traced, target, analysis.capture)
 
 
 def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inputs: Any = None, exact: bool = False,
             ignore: Iterable[str] = (), round_to: int | None = None, importance: str | Importance = "l1",
             global_ranking: bool = False, max_ratio: float = 0.9, target_macs: float | None = None,
             target_params: float | None = None, leaf_modules: Iterable[type | str] = (),
-            concrete_args: dict[str, Any] | None = None) -> CompileResult:
+            concrete_args: dict[str, Any] | None = None, capture: str = "auto",
+            check_capture: bool = True) -> CompileResult:
     """Prune ``model`` structurally and return a new, smaller module. ``model`` is not modified.
 
     Args:
@@ -138,7 +146,11 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             applying the ratio to every group; ``max_ratio`` caps any one layer.
         target_macs, target_params: a budget as a fraction of the original (e.g. 0.5); the
             ratio is found by search and the summary reports the value reached.
-        leaf_modules, concrete_args: passed to :func:`fxprune.trace`.
+        leaf_modules, concrete_args: passed to :func:`fxprune.trace` (symbolic tracing only).
+        capture: ``"auto"`` (symbolic tracing, else torch.export), ``"fx"`` or ``"export"``;
+            the summary says which front end ran and why the other was left.
+        check_capture: compare the captured graph's outputs with the model's on the example
+            inputs (one eager run of each) and fall back to the other front end on a mismatch.
 
     Example:
         >>> result = fxprune.compile(torchvision.models.resnet18(), 0.5,
@@ -146,7 +158,8 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
         >>> print(result.summary())
     """
     start = time.perf_counter()
-    analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args)
+    analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args,
+                       capture=capture, check_capture=check_capture)
     if isinstance(ratios, Plan):
         return apply_plan(analysis, ratios, started=start)
     scores = score_groups(analysis.groups, analysis.traced, importance)

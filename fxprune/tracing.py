@@ -1,10 +1,18 @@
-"""Tracing a model into a torch.fx graph, with errors that say how to get past them."""
+"""Capturing a model as a torch.fx graph: two front ends, one checked result.
+
+:func:`trace` is symbolic tracing (fast, a module-level graph); the torch.export
+front end (:mod:`.passes.capture_export`) captures what tracing cannot follow.
+:func:`capture` chooses between them, checks that the graph computes what the
+model computes on the example inputs, and propagates shapes on it.
+"""
 
 from __future__ import annotations
 
 import inspect
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -12,8 +20,13 @@ from torch import fx, nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_map
 
 from .errors import InputError, TraceError
+from .passes.capture_export import eval_mode, export_graph, fresh_inputs
+from .passes.shapes import propagate_shapes
 
-__all__ = ["trace", "normalize_inputs"]
+__all__ = ["Capture", "FRONT_ENDS", "capture", "trace", "normalize_inputs"]
+
+FRONT_ENDS = ("auto", "fx", "export")
+_TOLERANCE = 1e-4  # relative to the output's magnitude, as the oracle
 
 
 def normalize_inputs(example_inputs: Any) -> tuple[Any, ...]:
@@ -183,3 +196,140 @@ def _explain(error: Exception, path: list[str]) -> str:
             "Ways out: register that module as a leaf (leaf_modules=[MyBlock] or ['its.name']) so it is "
             "kept whole and its channels frozen; pass concrete_args={'flag': value} to specialise "
             "Python control flow on an argument; or make the forward free of data-dependent branches.")
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A captured model with shapes propagated.
+
+    Attributes:
+        module: the graph (a GraphModule sharing the model's parameters).
+        front_end: ``"fx"`` (symbolic tracing) or ``"export"`` (torch.export).
+        left: why the front ends tried before this one were left, one line each.
+        dynamic_batch: whether the graph runs at other batch sizes.
+        note: why the batch is fixed, when it is.
+        check_seconds: the cost of comparing the graph with the model (None: not checked).
+        macs: the model's MACs on the example inputs.
+    """
+
+    module: fx.GraphModule
+    front_end: str
+    left: tuple[str, ...]
+    dynamic_batch: bool
+    note: str
+    check_seconds: float | None
+    macs: int
+
+    def describe(self) -> str:
+        text = "symbolic tracing" if self.front_end == "fx" else "torch.export"
+        if not self.dynamic_batch:
+            text += f", batch fixed at the example's ({self.note})"
+        if self.check_seconds is not None:
+            text += f", checked against the model in {self.check_seconds:.2f} s"
+        return text + "".join(f"\n    left {line}" for line in self.left)
+
+
+def capture(model: nn.Module, example_inputs: Any, *, front_end: str = "auto", check: bool = True,
+            leaf_modules: Iterable[type | str] = (), concrete_args: dict[str, Any] | None = None) -> Capture:
+    """Capture ``model`` as a graph with symbolic tracing or torch.export, checked and shaped.
+
+    Under ``"auto"`` symbolic tracing is tried first; torch.export takes over when tracing
+    fails, when the traced graph does not compute the model's outputs on the example inputs
+    (``check``: one eager run of each, in eval mode), or when the inputs fit the model but not
+    the traced graph. ``leaf_modules`` and ``concrete_args`` steer symbolic tracing only.
+
+    Raises:
+        InputError: the model does not run on the example inputs, or the arguments are wrong.
+        TraceError: no front end captures the model; the message names each failure.
+
+    Example:
+        >>> captured = capture(model, (torch.randn(2, 3, 64, 64),))
+        >>> captured.front_end, captured.module.graph
+    """
+    if front_end not in FRONT_ENDS:
+        raise InputError(f"capture must be one of {', '.join(FRONT_ENDS)}, got {front_end!r}")
+    if not isinstance(check, bool):
+        raise InputError(f"check_capture must be True or False, got {check!r}")
+    inputs = normalize_inputs(example_inputs)
+    leaves = list(leaf_modules)
+    _check_arguments(model, inputs, leaves, concrete_args)
+    started = time.perf_counter()
+    expected = _eager_outputs(model, inputs) if check else None
+    check_seconds = time.perf_counter() - started if check else None
+    left: list[str] = []
+    shape_error: InputError | None = None
+    for name in ("fx", "export") if front_end == "auto" else (front_end,):
+        try:
+            if name == "fx":
+                module, dynamic, note = trace(model, inputs, leaf_modules=leaves, concrete_args=concrete_args), True, ""
+            else:
+                exported = export_graph(model, inputs)
+                module, dynamic, note = exported.module, exported.dynamic_batch, exported.note
+        except Exception as error:  # each front end's failure is reported beside the other's
+            left.append(f"{name}: {_first_line(error)}")
+            continue
+        if expected is not None:
+            started = time.perf_counter()
+            mismatch = _mismatch(module, inputs, expected)
+            check_seconds = (check_seconds or 0.0) + time.perf_counter() - started
+            if mismatch:
+                left.append(f"{name}: the captured graph {mismatch}")
+                continue
+        try:
+            macs = propagate_shapes(module, inputs)
+        except InputError as error:  # the model ran on these inputs (or was not run): the capture is at fault
+            shape_error = shape_error or error
+            left.append(f"{name}: shapes do not propagate: {_first_line(error)}")
+            continue
+        return Capture(module, name, tuple(left), dynamic, note, check_seconds, macs)
+    if shape_error is not None and expected is None:
+        raise shape_error  # unchecked inputs that no front end's graph accepts: most likely the inputs
+    raise TraceError(f"cannot capture {type(model).__name__}:\n  " + "\n  ".join(left) + "\n" + _WAYS_OUT)
+
+
+_WAYS_OUT = ("Ways out: make the forward's Python control flow depend on shapes rather than values "
+             "(torch.export specialises it on the example inputs; .item() or a data-dependent number of "
+             "outputs cannot be captured); register a module as a leaf (leaf_modules=[...]) or pass "
+             "concrete_args for symbolic tracing; or prune the submodules that capture on their own.")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _eager_outputs(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
+    """The model's own outputs on the example inputs (eval mode, real tensors)."""
+    try:
+        with eval_mode(model), torch.no_grad():
+            return model(*fresh_inputs(inputs))
+    except Exception as error:
+        raise InputError(f"{type(model).__name__} does not run on the example inputs: {_first_line(error)}\n"
+                         "Check their number, shapes and dtype against the model's forward.") from error
+
+
+def _mismatch(module: fx.GraphModule, inputs: tuple[Any, ...], expected: Any) -> str | None:
+    """How the graph's outputs differ from the model's, or None when they agree."""
+    try:
+        with eval_mode(module), torch.no_grad():
+            actual = module(*fresh_inputs(inputs))
+    except Exception as error:
+        return f"does not run on inputs the model runs on ({_first_line(error)})"
+    want, want_spec = tree_flatten(expected)
+    got, got_spec = tree_flatten(actual)
+    if want_spec != got_spec:
+        return f"returns {got_spec} where the model returns {want_spec}"
+    for a, b in zip(want, got):
+        if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+            return "returns a tensor where the model returns another value"
+        if not isinstance(a, torch.Tensor):
+            continue
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return f"returns a {tuple(b.shape)} tensor where the model returns {tuple(a.shape)}"
+        if a.is_floating_point() and a.numel():
+            error = (a - b).abs().max().item()
+            if not error <= _TOLERANCE * max(1.0, a.abs().max().item()):
+                return f"computes other values than the model (max difference {error:.3g})"
+        elif not torch.equal(a, b):
+            return "computes other values than the model"
+    return None

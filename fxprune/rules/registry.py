@@ -23,7 +23,7 @@ from torch import nn
 if TYPE_CHECKING:
     from .context import PropagateContext, RewriteContext
 
-__all__ = ["Rule", "register_module", "register_function", "register_method", "lookup", "RULES"]
+__all__ = ["Rule", "register_module", "register_function", "register_method", "lookup", "module_rule", "RULES"]
 
 
 @dataclass(frozen=True)
@@ -63,14 +63,19 @@ def register_method(*names: str, rule: Rule) -> None:
         RULES.methods[name] = rule
 
 
+def module_rule(module: nn.Module) -> Rule | None:
+    """The rule for calls of a leaf module, or None."""
+    for t in type(module).__mro__:
+        # A subclass that overrides forward may compute anything: no rule.
+        if t in RULES.modules and getattr(t, "forward", None) is type(module).forward:
+            return RULES.modules[t]
+    return None
+
+
 def lookup(node: torch.fx.Node, module: nn.Module | None = None) -> Rule | None:
     """The rule for a node, or None when fxprune has no rule for it."""
     if node.op == "call_module" and module is not None:
-        for t in type(module).__mro__:
-            # A subclass that overrides forward may compute anything: no rule.
-            if t in RULES.modules and getattr(t, "forward", None) is type(module).forward:
-                return RULES.modules[t]
-        return None
+        return module_rule(module)
     if node.op == "call_function":
         return RULES.functions.get(node.target)
     if node.op == "call_method":
