@@ -17,6 +17,7 @@ import argparse
 from .cli_inputs import nonnegative_int, positive_float, positive_int
 from .cli_sensitivity import EPILOG as _SENSITIVITY_EPILOG
 from .passes.importance import IMPORTANCE
+from .tracing import FRONT_ENDS
 
 __all__ = ["EPILOGS", "add_bench_arguments", "add_export_arguments", "add_inspect_arguments", "add_prune_arguments"]
 
@@ -71,6 +72,13 @@ ORIGINAL's median over its median. Every budget is checked and every miss report
 }
 
 
+def add_capture_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--capture", choices=FRONT_ENDS, default="auto",
+                     help="front end: symbolic tracing (fx), torch.export, or fx falling back to export (auto)")
+    sub.add_argument("--no-check-capture", dest="check_capture", action="store_false",
+                     help="skip comparing the captured graph with the model on the example inputs")
+
+
 def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("model", metavar="MODEL", help="torchvision name or package.module:factory")
     sub.add_argument("--ratio", action="append", default=[], metavar="[PATTERN=]RATIO",
@@ -87,12 +95,14 @@ def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--onnx", metavar="OUT.onnx", help="also export the pruned model to ONNX")
     sub.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     sub.add_argument("--plan-out", metavar="PLAN.json", help="write the plan as JSON")
+    add_capture_arguments(sub)
 
 
 def add_inspect_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("model", metavar="MODEL", help="torchvision name or package.module:factory")
     sub.add_argument("--exact", action="store_true", help="freeze groups whose removal changes kept values")
     sub.add_argument("--weights", metavar="FILE", help="state dict to load into MODEL first (weights_only)")
+    add_capture_arguments(sub)
 
 
 def add_export_arguments(sub: argparse.ArgumentParser) -> None:

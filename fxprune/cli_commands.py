@@ -26,6 +26,7 @@ from .cli_output import (
     EXIT_OK,
     Outcome,
     Progress,
+    capture_data,
     format_number,
     group_counts,
     input_shapes,
@@ -35,9 +36,8 @@ from .cli_output import (
 from .cli_sensitivity import run_sensitivity
 from .errors import InputError
 from .passes.groups import find_groups
-from .passes.shapes import propagate_shapes
 from .report import count_params
-from .tracing import trace
+from .tracing import capture
 
 __all__ = ["bench_command", "export_command", "inspect_command", "prune_command", "sensitivity_command"]
 
@@ -69,7 +69,8 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
         else:
             ratios = load_plan(args.plan) if args.plan else parse_ratios(args.ratio)
             result = compile_model(model, ratios, example_inputs=inputs, exact=args.exact, ignore=args.ignore,
-                                   round_to=args.round_to, importance=args.importance)
+                                   round_to=args.round_to, importance=args.importance, capture=args.capture,
+                                   check_capture=args.check_capture)
     outputs: dict[str, Any] = {}
     if args.plan_out:
         Path(args.plan_out).parent.mkdir(parents=True, exist_ok=True)
@@ -89,6 +90,7 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
             "params_ratio": rounded_ratio(result.after.params, result.before.params),
             "macs_ratio": rounded_ratio(result.after.macs, result.before.macs),
             "groups": group_counts(groups, len(plan.entries)), "seconds": round(result.seconds, 3),
+            "capture": capture_data(result.capture),
             "outputs": outputs, "onnx": onnx_data(onnx) or None}
     text = "\n".join([result.summary()] + [f"  wrote {kind:<4} {path}" for kind, path in outputs.items()]
                      + ([f"  ONNX max |onnxruntime - torch| = {onnx.max_abs_error:.3g}"] if onnx else []))
@@ -116,16 +118,16 @@ def inspect_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     _refuse_pt2(args.model, "inspect")
     inputs = _inputs(args)
     model = _model(args.model, progress, args.weights)
-    with progress.step(f"tracing {args.model} and finding channel groups"):
-        traced = trace(model, inputs)
-        macs = propagate_shapes(traced, inputs)
-        groups = find_groups(traced, args.exact)
+    with progress.step(f"capturing {args.model} and finding channel groups"):
+        captured = capture(model, inputs, front_end=args.capture, check=args.check_capture)
+        macs = captured.macs
+        groups = find_groups(captured.module, args.exact)
     counts = group_counts(groups, None)
     header = (f"{type(model).__name__}: {count_params(model):,} params, {macs:,} MACs; {counts['found']} channel "
               f"groups, {counts['prunable']} prunable, {counts['frozen']} frozen ({'exact' if args.exact else 'default'}"
-              " mode)\n#idx    size  producers  [status]")
+              f" mode)\ncapture {captured.describe()}\n#idx    size  producers  [status]")
     data = {"model": args.model, "inputs": input_shapes(inputs), "params": count_params(model), "macs": macs,
-            "exact": args.exact, "counts": counts, "groups": [
+            "exact": args.exact, "capture": capture_data(captured), "counts": counts, "groups": [
                 {"index": g.index, "size": g.size, "prunable": g.prunable, "reason": g.reason,
                  "producers": list(g.producers), "modules": list(g.modules), "caveats": list(g.caveats),
                  "members": [{"tensor": m.tensor, "axis": m.axis} for m in g.members]} for g in groups]}

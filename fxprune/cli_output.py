@@ -28,6 +28,7 @@ __all__ = [
     "EXIT_USAGE",
     "Outcome",
     "Progress",
+    "capture_data",
     "format_number",
     "group_counts",
     "input_shapes",
@@ -73,6 +74,15 @@ def onnx_data(info: Any) -> dict[str, Any]:
         return {}
     return {"path": str(info.path), "opset": info.opset, "exporter": info.exporter,
             "max_abs_error": info.max_abs_error, "file_bytes": info.file_bytes}
+
+
+def capture_data(captured: Any) -> dict[str, Any] | None:
+    """Which front end captured the model, and why the others were left (--json)."""
+    if captured is None:  # a schedule's step reports its own
+        return None
+    return {"front_end": captured.front_end, "left": list(captured.left), "dynamic_batch": captured.dynamic_batch,
+            "batch_note": captured.note or None,
+            "check_seconds": None if captured.check_seconds is None else round(captured.check_seconds, 3)}
 
 
 def group_counts(groups: Groups, pruned: int | None) -> dict[str, int]:

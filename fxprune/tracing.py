@@ -295,7 +295,8 @@ _WAYS_OUT = ("Ways out: make the forward's Python control flow depend on shapes 
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+    line = text.splitlines()[0] if text else ""
+    return line if isinstance(error, TraceError) else f"{type(error).__name__}: {line}"
 
 
 def _eager_outputs(model: nn.Module, inputs: tuple[Any, ...]) -> Any:

@@ -135,6 +135,19 @@ def test_exact_prune_matches_oracle(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_exact_prune_through_export_matches_oracle(name: str) -> None:
+    """The torch.export front end: the same groups and sizes as symbolic tracing, as exact."""
+    c, case = _compiled(name, exact=True), CASES[name]
+    exported = fxprune.compile(c.model, RATIO, example_inputs=c.inputs, exact=True, capture="export")
+    assert exported.capture.front_end == "export"
+    assert fxprune.verify(c.model, exported, c.inputs) <= _tolerance(c.model, c.inputs)
+    assert len(exported.groups.prunable) == len(c.result.groups.prunable)
+    assert exported.after.params == c.result.after.params
+    for target in case.expect_pruned:
+        assert 0 < _channels(exported.module, target, c.model) < _channels(c.model, target, c.model)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_exact_prune_keeps_output_shapes(name: str) -> None:
     c = _compiled(name, exact=True)
     assert _shapes(_run(c.result.module, c.inputs)) == _shapes(_run(c.model, c.inputs))

@@ -138,6 +138,18 @@ def test_exact(case: ZooCase) -> None:
         assert result.after.params == result.before.params
 
 
+def test_exact_export(case: ZooCase) -> None:
+    """The torch.export front end prunes what symbolic tracing prunes, as exactly."""
+    result = fxprune.compile(case.model, RATIO, example_inputs=case.inputs, exact=True, capture="export")
+    _assert_untouched(case)
+    assert result.capture.front_end == "export"
+    err = fxprune.verify(case.model, result, case.inputs)
+    assert err <= EXACT_RTOL * case.scale, f"{case.name}: oracle max abs error {err:.3g}"
+    traced = fxprune.compile(case.model, RATIO, example_inputs=case.inputs, exact=True, capture="fx")
+    assert len(result.groups.prunable) == len(traced.groups.prunable)
+    assert result.after.params == traced.after.params
+
+
 def test_default(case: ZooCase) -> None:
     """Default mode yields a runnable, smaller module with the same output shape."""
     assert state_checksum(case.model) == case.checksum, "model mutated by an earlier test"
