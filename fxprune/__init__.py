@@ -9,11 +9,11 @@ Example:
 
 from . import models
 from .api import Analysis, CompileResult, analyze, apply_plan, compile, verify
-from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceError
+from .errors import ConfigError, FxPruneError, InputError, PlanError, RewriteError, TraceError
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
 from .passes.taylor import Taylor
 from .report import Figures
-from .config import ConfigError, PruneConfig, load_config, parse_config
+from .config import PruneConfig, load_config, parse_config
 from .passes.compensate import compensate_bias
 from .passes.schedule import ScheduleResult, prune_iteratively
 from .passes.sensitivity import SensitivityReport, sensitivity

@@ -22,7 +22,7 @@ from torch.utils._pytree import tree_flatten
 from .errors import InputError, PlanError, RewriteError
 from .passes.cost import estimate_macs, estimate_params
 from .passes.groups import Groups, find_groups
-from .passes.layout import Layout
+from .ir.layout import Layout
 from .passes.importance import Importance, score_groups
 from .passes.oracle import masked_reference, max_difference
 from .passes.plan import Plan, Ratios, make_plan

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from .config_schema import CHECKS, KEYS, ScheduleSpec
-from .config_yaml import ConfigError, Entry, read_entries
-from .errors import PlanError
+from .config_yaml import Entry, read_entries
+from .errors import ConfigError, PlanError
 
 __all__ = ["ConfigError", "PruneConfig", "ScheduleSpec", "load_config", "parse_config"]
 

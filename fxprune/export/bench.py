@@ -56,7 +56,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..passes.parametrized import deepcopy_module
+from ..ir.parametrized import deepcopy_module
 from ..report import count_params
 from ..tracing import normalize_inputs
 from .onnx import OnnxExport, flat_tensors, make_session, run_session, to_onnx

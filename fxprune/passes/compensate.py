@@ -24,7 +24,7 @@ from torch import fx, nn
 
 from ..errors import InputError
 from ..tracing import normalize_inputs
-from .parametrized import deepcopy_module
+from ..ir.parametrized import deepcopy_module
 from .rewrite import keep_mask
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from torch import fx, nn
 
 from ..rules.context import kept_along
 from .groups import Groups
-from .layout import Layout
+from ..ir.layout import Layout
 
 __all__ = ["estimate_params", "estimate_macs"]
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from ..errors import InputError
 from .groups import ChannelGroup, Groups
-from .parametrized import find_tensor
+from ..ir.parametrized import find_tensor
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 

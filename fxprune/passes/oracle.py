@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils._pytree import tree_flatten
 
 from .groups import Groups
-from .parametrized import bake_parametrizations, deepcopy_module
+from ..ir.parametrized import bake_parametrizations, deepcopy_module
 from .plan import Plan
 from .rewrite import keep_mask
 

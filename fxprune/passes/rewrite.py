@@ -21,8 +21,8 @@ from ..rules import lookup
 from ..rules.context import RewriteContext, kept_along
 from ..rules.layers import slice_tensor
 from .groups import Groups
-from .layout import Layout
-from .parametrized import deepcopy_module, resize_weight_normed
+from ..ir.layout import Layout
+from ..ir.parametrized import deepcopy_module, resize_weight_normed
 from .plan import Plan
 
 __all__ = ["keep_mask", "rewrite", "expected_shape", "check_shapes"]

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import FxPruneError, InputError, PlanError
 from ..report import Figures
 from .importance import Importance, score_groups
-from .parametrized import deepcopy_module
+from ..ir.parametrized import deepcopy_module
 from .plan import Plan, check_ratio, make_plan
 
 if TYPE_CHECKING:
