@@ -8,17 +8,18 @@ Example:
 """
 
 from . import models
-from .api import Analysis, CompileResult, analyze, apply_plan, compile, verify
+from .drivers.compile import compile, verify
+from .pipeline import Analysis, CompileResult, analyze, apply_plan
 from .errors import ConfigError, FxPruneError, InputError, PlanError, RewriteError, TraceError
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
 from .passes.taylor import Taylor
-from .report import Figures
+from .passes.figures import Figures
 from .config import PruneConfig, load_config, parse_config
-from .passes.compensate import compensate_bias
-from .passes.schedule import ScheduleResult, prune_iteratively
-from .passes.sensitivity import SensitivityReport, sensitivity
+from .drivers.compensate import compensate_bias
+from .drivers.schedule import ScheduleResult, prune_iteratively
+from .drivers.sensitivity import SensitivityReport, sensitivity
 from .serialize import load, read_metadata, save
-from .tracing import trace
+from .passes.capture import trace
 
 __version__ = "0.1.0"
 

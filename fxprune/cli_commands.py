@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import serialize
-from .api import compile as compile_model
+from .drivers.compile import compile as compile_model
 from .cli_inputs import example_inputs, load_model, load_plan, parse_ratios
 from .cli_output import (
     EXIT_BUDGET,
@@ -36,8 +36,8 @@ from .cli_sensitivity import run_sensitivity
 from .errors import InputError
 from .passes.groups import find_groups
 from .passes.shapes import propagate_shapes
-from .report import count_params
-from .tracing import trace
+from .passes.figures import count_params
+from .passes.capture import trace
 
 __all__ = ["bench_command", "export_command", "inspect_command", "prune_command", "sensitivity_command"]
 

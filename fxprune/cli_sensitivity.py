@@ -59,7 +59,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def run_sensitivity(args: argparse.Namespace, progress: Any) -> tuple[str, dict[str, Any]]:
-    from .passes.sensitivity import sensitivity
+    from .drivers.sensitivity import sensitivity
 
     evaluate = load_evaluate(args.eval)
     inputs = example_inputs(args.input_shape, args.input_list, (args.model,))

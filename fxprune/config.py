@@ -87,8 +87,8 @@ class PruneConfig:
             >>> result = load_config("prune.yaml").run(model, (x,))
             >>> print(result.summary())
         """
-        from .api import compile
-        from .passes.schedule import prune_iteratively
+        from .drivers.compile import compile
+        from .drivers.schedule import prune_iteratively
 
         importance = self._importance(calibration, loss_fn)
         options: dict[str, Any] = {

@@ -34,7 +34,7 @@ from .passes.plan import Plan
 from .serialize_archive import check_archive, existing_file, open_archive
 from .serialize_capture import check_program, eval_mode, export_program, recorded_inputs
 from .serialize_modes import with_mode_switch
-from .tracing import normalize_inputs
+from .passes.capture import normalize_inputs
 
 __all__ = ["METADATA_FILE", "load", "read_example_inputs", "read_metadata", "read_plan", "save"]
 

@@ -52,7 +52,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import ExportError, InputError
 from ..ir.parametrized import deepcopy_module
-from ..tracing import normalize_inputs
+from ..passes.capture import normalize_inputs
 
 __all__ = ["Exporter", "OnnxExport", "to_onnx", "make_session", "run_session", "flat_tensors"]
 

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_flatten
 from .groups import Groups
 from ..ir.parametrized import bake_parametrizations, deepcopy_module
 from .plan import Plan
-from .rewrite import keep_mask
+from .plan import keep_mask
 
 __all__ = ["masked_reference", "max_difference"]
 

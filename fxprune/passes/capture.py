@@ -1,4 +1,4 @@
-"""Tracing a model into a torch.fx graph, with errors that say how to get past them."""
+"""Capture: tracing a model into a torch.fx graph, with errors that say how to get past them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from torch import fx, nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_map
 
-from .errors import InputError, TraceError
+from ..errors import InputError, TraceError
 
 __all__ = ["trace", "normalize_inputs"]
 
