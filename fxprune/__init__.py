@@ -8,23 +8,22 @@ Example:
 """
 
 from . import models
-from .drivers.compile import compile, verify
-from .pipeline import Analysis, CompileResult, analyze, apply_plan
-from .errors import ConfigError, FxPruneError, InputError, PlanError, RewriteError, TraceError
-from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
-from .passes.taylor import Taylor
-from .passes.figures import Figures
 from .config import PruneConfig, load_config, parse_config
 from .drivers.compensate import compensate_bias
+from .drivers.compile import compile, verify
 from .drivers.schedule import ScheduleResult, prune_iteratively
 from .drivers.sensitivity import SensitivityReport, sensitivity
-from .serialize import load, read_metadata, save
+from .errors import ConfigError, FxPruneError, InputError, PlanError, RewriteError, TraceError
+from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
 from .passes.capture import trace
+from .passes.figures import Figures
+from .passes.taylor import Taylor
+from .pipeline import Analysis, CompileResult, analyze, apply_plan
+from .serialize import load, read_metadata, save
+from .version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "find_groups", "propagate_shapes", "ChannelGroup",
-           "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
-           "RewriteError", "TraceError", "save", "load", "read_metadata", "sensitivity", "SensitivityReport",
-           "prune_iteratively", "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig",
-           "ConfigError", "models", "__version__"]
+__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace",
+           "find_groups", "propagate_shapes", "ChannelGroup", "Groups", "Member", "Plan", "PlanEntry", "Figures",
+           "FxPruneError", "InputError", "PlanError", "RewriteError", "TraceError", "save", "load", "read_metadata",
+           "sensitivity", "SensitivityReport", "prune_iteratively", "ScheduleResult", "compensate_bias",
+           "load_config", "parse_config", "PruneConfig", "ConfigError", "models", "__version__"]

@@ -57,8 +57,8 @@ from tqdm import tqdm
 
 from ..errors import InputError
 from ..ir.parametrized import deepcopy_module
-from ..passes.figures import count_params, human_count
 from ..passes.capture import normalize_inputs
+from ..passes.figures import count_params, human_count
 from .onnx import OnnxExport, flat_tensors, make_session, run_session, to_onnx
 
 __all__ = ["BenchmarkRow", "BenchmarkReport", "benchmark"]

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
-from .groups import ChannelGroup, Groups
 from ..ir.parametrized import find_tensor
+from .groups import ChannelGroup, Groups
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 

@@ -17,12 +17,12 @@ from torch import fx, nn
 from torch.utils._pytree import tree_flatten
 
 from ..errors import RewriteError
+from ..ir.layout import Layout
+from ..ir.parametrized import deepcopy_module, resize_weight_normed
 from ..rules import lookup
 from ..rules.context import RewriteContext, kept_along
 from ..rules.layers import slice_tensor
 from .groups import Groups
-from ..ir.layout import Layout
-from ..ir.parametrized import deepcopy_module, resize_weight_normed
 from .plan import Plan, keep_mask
 
 __all__ = ["rewrite", "expected_shape", "check_shapes"]

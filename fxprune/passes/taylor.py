@@ -19,9 +19,9 @@ from torch import fx, nn
 
 from ..errors import InputError
 from ..ir.channel_graph import unique_ints
-from .groups import ChannelGroup, Groups
 from ..ir.layout import Layout
 from ..ir.parametrized import deepcopy_module
+from .groups import ChannelGroup, Groups
 
 __all__ = ["Taylor"]
 

@@ -22,7 +22,7 @@ from torch import fx, nn
 from torch.export import Dim
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from .errors import ExportError, InputError
+from ..errors import ExportError, InputError
 
 __all__ = ["check_program", "eval_mode", "export_program", "recorded_inputs"]
 
