@@ -40,7 +40,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import fxprune  # noqa: E402
-from fxprune.passes.compensate import compensate_bias  # noqa: E402
+from fxprune.drivers.compensate import compensate_bias  # noqa: E402
 from fxprune.passes.importance import random_scores  # noqa: E402
 
 Data = tuple[torch.Tensor, torch.Tensor]

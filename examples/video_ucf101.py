@@ -30,7 +30,7 @@ import fxprune
 from fxprune.data import UCF101, SlowFastClips, write_synthetic_ucf101
 from fxprune.export import benchmark
 from fxprune.models import c3d, slowfast
-from fxprune.passes.sensitivity import sensitivity
+from fxprune.drivers.sensitivity import sensitivity
 from fxprune.train import evaluate, fine_tune, make_loader
 
 

@@ -8,22 +8,22 @@ Example:
 """
 
 from . import models
-from .api import Analysis, CompileResult, analyze, apply_plan, compile, verify
-from .errors import FxPruneError, InputError, PlanError, RewriteError, TraceError
+from .config import PruneConfig, load_config, parse_config
+from .drivers.compensate import compensate_bias
+from .drivers.compile import compile, verify
+from .drivers.schedule import ScheduleResult, prune_iteratively
+from .drivers.sensitivity import SensitivityReport, sensitivity
+from .errors import ConfigError, FxPruneError, InputError, PlanError, RewriteError, TraceError
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
+from .passes.capture import Capture, capture, trace
+from .passes.figures import Figures
 from .passes.taylor import Taylor
-from .report import Figures
-from .config import ConfigError, PruneConfig, load_config, parse_config
-from .passes.compensate import compensate_bias
-from .passes.schedule import ScheduleResult, prune_iteratively
-from .passes.sensitivity import SensitivityReport, sensitivity
+from .pipeline import Analysis, CompileResult, analyze, apply_plan
 from .serialize import load, read_metadata, save
-from .tracing import Capture, capture, trace
+from .version import __version__
 
-__version__ = "0.1.0"
-
-__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "capture", "Capture", "find_groups", "propagate_shapes", "ChannelGroup",
-           "Groups", "Member", "Plan", "PlanEntry", "Figures", "FxPruneError", "InputError", "PlanError",
-           "RewriteError", "TraceError", "save", "load", "read_metadata", "sensitivity", "SensitivityReport",
-           "prune_iteratively", "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig",
-           "ConfigError", "models", "__version__"]
+__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "capture", "Capture",
+           "find_groups", "propagate_shapes", "ChannelGroup", "Groups", "Member", "Plan", "PlanEntry", "Figures",
+           "FxPruneError", "InputError", "PlanError", "RewriteError", "TraceError", "save", "load", "read_metadata",
+           "sensitivity", "SensitivityReport", "prune_iteratively", "ScheduleResult", "compensate_bias",
+           "load_config", "parse_config", "PruneConfig", "ConfigError", "models", "__version__"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["FxPruneError", "TraceError", "InputError", "PlanError", "RewriteError", "ExportError"]
+__all__ = ["FxPruneError", "TraceError", "InputError", "PlanError", "RewriteError", "ExportError", "ConfigError"]
 
 
 class FxPruneError(Exception):
@@ -35,3 +35,7 @@ class RewriteError(FxPruneError):
 
 class ExportError(FxPruneError):
     """Exporting failed (ONNX, or torch.export when saving), or ONNX Runtime does not reproduce PyTorch."""
+
+
+class ConfigError(FxPruneError, ValueError):
+    """A pruning configuration file is malformed; the message names the file, line and key."""

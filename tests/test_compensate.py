@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import fxprune
-from fxprune.passes.compensate import compensate_bias
+from fxprune.drivers.compensate import compensate_bias
 
 
 class ShiftedNet(nn.Module):

@@ -255,9 +255,11 @@ def test_data_dependent_control_flow_names_the_ways_out() -> None:
 
 def test_control_flow_on_an_argument_is_fixed_by_concrete_args() -> None:
     model = FlagControlled().eval()
-    with pytest.raises(fxprune.TraceError, match="concrete_args"):
-        fxprune.compile(model, 0.5, example_inputs=_inputs() + (True,))  # `flip` traced as a tensor
+    with pytest.raises(fxprune.TraceError, match="concrete_args"):  # `flip` traced as a tensor
+        fxprune.compile(model, 0.5, example_inputs=_inputs() + (True,), capture="fx")
     inputs = _inputs() + (True,)  # torch.fx asserts that the specialised value is passed
+    exported = fxprune.compile(model, 0.5, example_inputs=inputs, exact=True)  # torch.export specialises it
+    assert exported.capture.front_end == "export" and fxprune.verify(model, exported, inputs) < TOLERANCE
     result = fxprune.compile(model, 0.5, example_inputs=inputs, concrete_args={"flip": True}, exact=True)
     assert result.module.conv1.out_channels == 4
     assert fxprune.verify(model, result, inputs) < TOLERANCE

@@ -12,7 +12,7 @@ from torch import nn
 import fxprune
 from fxprune.config import ConfigError, PruneConfig, ScheduleSpec, load_config, parse_config
 from fxprune.passes.plan import kept_count
-from fxprune.passes.schedule import ScheduleResult, prune_iteratively, schedule_ratios
+from fxprune.drivers.schedule import ScheduleResult, prune_iteratively, schedule_ratios
 
 
 class Net(nn.Module):

@@ -13,8 +13,8 @@ from torch import nn
 
 import fxprune
 from fxprune.models import c3d
-from fxprune.passes.sensitivity import SensitivityReport, SensitivityRow, sensitivity
-from fxprune.report import Figures
+from fxprune.drivers.sensitivity import SensitivityReport, SensitivityRow, sensitivity
+from fxprune.passes.figures import Figures
 
 RATIOS = (0.25, 0.75)
 
@@ -119,7 +119,7 @@ def test_derive_for_a_macs_budget(c3d_case) -> None:
 
 
 def test_greedy_prefers_the_cheapest_drop_per_mac() -> None:
-    from fxprune.passes.sensitivity import _cheapest_step
+    from fxprune.drivers.sensitivity_report import _cheapest_step
 
     points = {0: [(0.0, 1.0, 100), (0.5, 0.9, 50)], 1: [(0.0, 1.0, 100), (0.5, 0.95, 90), (0.9, 0.95, 40)]}
     assert _cheapest_step(points, {0: 0, 1: 0}) == (1, 2)  # 0.05 for 60 MACs beats 0.1 for 50

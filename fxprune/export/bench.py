@@ -56,9 +56,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from ..errors import InputError
-from ..passes.parametrized import deepcopy_module
-from ..report import count_params
-from ..tracing import normalize_inputs
+from ..ir.parametrized import deepcopy_module
+from ..passes.capture import normalize_inputs
+from ..passes.figures import count_params, human_count
 from .onnx import OnnxExport, flat_tensors, make_session, run_session, to_onnx
 
 __all__ = ["BenchmarkRow", "BenchmarkReport", "benchmark"]
@@ -127,8 +127,8 @@ class BenchmarkReport:
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in self.rows:
             cells = [r.name, str(r.batch_size), f"{r.ort_median_ms:.2f}", f"{r.ort_p90_ms:.2f}",
-                     "-" if r.eager_median_ms is None else f"{r.eager_median_ms:.2f}", _human(r.params),
-                     _human(r.macs), f"{r.onnx_bytes / 1e6:.1f}", f"{r.speedup:.2f}x", f"{r.macs_reduction:.2f}x",
+                     "-" if r.eager_median_ms is None else f"{r.eager_median_ms:.2f}", human_count(r.params),
+                     human_count(r.macs), f"{r.onnx_bytes / 1e6:.1f}", f"{r.speedup:.2f}x", f"{r.macs_reduction:.2f}x",
                      f"{r.efficiency:.2f}"]
             lines.append("| " + " | ".join(cells) + " |")
         versions = ", ".join(f"{k} {v}" for k, v in self.versions.items())
@@ -310,10 +310,3 @@ def _p90(times: list[float]) -> float:
 
 def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "model"
-
-
-def _human(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"

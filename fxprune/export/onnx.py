@@ -51,8 +51,8 @@ from torch import nn
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import ExportError, InputError
-from ..passes.parametrized import deepcopy_module
-from ..tracing import normalize_inputs
+from ..ir.parametrized import deepcopy_module
+from ..passes.capture import normalize_inputs
 
 __all__ = ["Exporter", "OnnxExport", "to_onnx", "make_session", "run_session", "flat_tensors"]
 

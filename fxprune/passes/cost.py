@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from ..ir.layout import Layout
 from ..rules.context import kept_along
 from .groups import Groups
-from .layout import Layout
 
 __all__ = ["estimate_params", "estimate_macs"]
 

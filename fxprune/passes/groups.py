@@ -16,11 +16,11 @@ import torch
 from torch import fx
 from torch.utils._pytree import tree_flatten, tree_map
 
+from ..ir.channel_graph import ChannelRecord, connected_components, unique_ints
+from ..ir.layout import Block, Layout
+from ..ir.parametrized import resizable
 from ..rules import lookup, register_optional_rules
 from ..rules.context import PropagateContext
-from .channel_graph import ChannelRecord, connected_components, unique_ints
-from .layout import Block, Layout
-from .parametrized import resizable
 
 __all__ = ["Member", "ChannelGroup", "Groups", "find_groups"]
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..ir.parametrized import find_tensor
 from .groups import ChannelGroup, Groups
-from .parametrized import find_tensor
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 

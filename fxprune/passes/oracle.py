@@ -15,10 +15,9 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
+from ..ir.parametrized import bake_parametrizations, deepcopy_module
 from .groups import Groups
-from .parametrized import bake_parametrizations, deepcopy_module
-from .plan import Plan
-from .rewrite import keep_mask
+from .plan import Plan, keep_mask
 
 __all__ = ["masked_reference", "max_difference"]
 

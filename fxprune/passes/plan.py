@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import PlanError
 from .groups import ChannelGroup, Groups
 
-__all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio"]
+__all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio", "keep_mask"]
 
 Ratios = Union[float, Mapping[str, float], Mapping[int, float]]
 
@@ -234,3 +234,14 @@ def _top(scores: np.ndarray, ratio: float, round_to: int | None, parts: Sequence
         if not kept[segment].any():
             kept[segment[np.argmax(scores[segment])]] = True
     return tuple(int(i) for i in np.flatnonzero(kept))
+
+
+def keep_mask(groups: Groups, plan: Plan) -> np.ndarray:
+    """For every channel id: does it survive the plan?"""
+    plan.check_against(groups)
+    removed_roots = np.zeros(groups.record.size, dtype=bool)
+    for entry in plan.entries:
+        roots = groups[entry.group].roots
+        removed = np.setdiff1d(np.arange(entry.size), np.asarray(entry.keep, dtype=np.int64))
+        removed_roots[roots[removed]] = True
+    return ~removed_roots[groups.roots] if groups.record.size else np.ones(0, dtype=bool)

@@ -17,26 +17,15 @@ from torch import fx, nn
 from torch.utils._pytree import tree_flatten
 
 from ..errors import RewriteError
+from ..ir.layout import Layout
+from ..ir.parametrized import deepcopy_module, resize_weight_normed
 from ..rules import lookup
 from ..rules.context import RewriteContext, kept_along
 from ..rules.layers import slice_tensor
 from .groups import Groups
-from .layout import Layout
-from .parametrized import deepcopy_module, resize_weight_normed
-from .plan import Plan
+from .plan import Plan, keep_mask
 
-__all__ = ["keep_mask", "rewrite", "expected_shape", "check_shapes"]
-
-
-def keep_mask(groups: Groups, plan: Plan) -> np.ndarray:
-    """For every channel id: does it survive the plan?"""
-    plan.check_against(groups)
-    removed_roots = np.zeros(groups.record.size, dtype=bool)
-    for entry in plan.entries:
-        roots = groups[entry.group].roots
-        removed = np.setdiff1d(np.arange(entry.size), np.asarray(entry.keep, dtype=np.int64))
-        removed_roots[roots[removed]] = True
-    return ~removed_roots[groups.roots] if groups.record.size else np.ones(0, dtype=bool)
+__all__ = ["rewrite", "expected_shape", "check_shapes"]
 
 
 def rewrite(module: fx.GraphModule, groups: Groups, plan: Plan) -> fx.GraphModule:

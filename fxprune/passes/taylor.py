@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import InputError
-from .channel_graph import unique_ints
+from ..ir.channel_graph import unique_ints
+from ..ir.layout import Layout
+from ..ir.parametrized import deepcopy_module
 from .groups import ChannelGroup, Groups
-from .layout import Layout
-from .parametrized import deepcopy_module
 
 __all__ = ["Taylor"]
 

@@ -9,9 +9,9 @@ import torch
 from torch import fx, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ..passes.channel_graph import ChannelRecord
-from ..passes.layout import Block, Layout
-from ..passes.parametrized import find_tensor
+from ..ir.channel_graph import ChannelRecord
+from ..ir.layout import Block, Layout
+from ..ir.parametrized import find_tensor
 
 __all__ = ["PropagateContext", "RewriteContext", "describe", "kept_along"]
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..passes.layout import Block, Layout
+from ..ir.layout import Block, Layout
 from .context import PropagateContext
 from .registry import Rule, register_function, register_method, register_module
 

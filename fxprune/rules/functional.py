@@ -12,7 +12,7 @@ import numpy as np
 import torch.nn.functional as F
 from torch import fx
 
-from ..passes.layout import Layout
+from ..ir.layout import Layout
 from .context import PropagateContext, RewriteContext
 from .layers import _conv_output, _linear, channel_norm, couple_conv, layer_norm
 from .registry import Rule, register_function

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..passes.layout import Block, Layout
+from ..ir.layout import Block, Layout
 from .context import PropagateContext, RewriteContext
 from .registry import Rule, register_module
 

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..passes.layout import Block, Layout
+from ..ir.layout import Block, Layout
 from .context import PropagateContext
 from .elementwise import _normalize_dims
 from .registry import Rule, register_function, register_method, register_module

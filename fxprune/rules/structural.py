@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..passes.layout import OPAQUE, Block, Layout, reshape_layout
+from ..ir.layout import OPAQUE, Block, Layout, reshape_layout
 from .context import PropagateContext, RewriteContext, kept_along
 from .elementwise import broadcast, unify_layouts
 from .registry import Rule, register_function, register_method, register_module

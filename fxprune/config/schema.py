@@ -1,6 +1,6 @@
 """What each key of a pruning configuration may hold: one check per key, turning an entry into a value.
 
-A check returns the validated value or raises the entry's :class:`~fxprune.config_yaml.ConfigError`
+A check returns the validated value or raises the entry's :class:`~fxprune.errors.ConfigError`
 (naming the line and key, and saying what is allowed). Adding a key means adding a
 :class:`~fxprune.config.PruneConfig` field, a check and an entry in ``CHECKS``.
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config_yaml import Entry
+from .yaml_entries import Entry
 
 __all__ = ["CHECKS", "IMPORTANCES", "KEYS", "SCHEDULE_KINDS", "ScheduleSpec"]
 

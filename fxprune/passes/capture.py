@@ -1,7 +1,7 @@
 """Capturing a model as a torch.fx graph: two front ends, one checked result.
 
 :func:`trace` is symbolic tracing (fast, a module-level graph); the torch.export
-front end (:mod:`.passes.capture_export`) captures what tracing cannot follow.
+front end (:mod:`.capture_export`) captures what tracing cannot follow.
 :func:`capture` chooses between them, checks that the graph computes what the
 model computes on the example inputs, and propagates shapes on it.
 """
@@ -19,9 +19,9 @@ import torch
 from torch import fx, nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_map
 
-from .errors import InputError, TraceError
-from .passes.capture_export import eval_mode, export_graph, fresh_inputs
-from .passes.shapes import propagate_shapes
+from ..errors import InputError, TraceError
+from .capture_export import eval_mode, export_graph, fresh_inputs
+from .shapes import propagate_shapes
 
 __all__ = ["Capture", "FRONT_ENDS", "capture", "trace", "normalize_inputs"]
 
@@ -101,8 +101,6 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
     Example:
         >>> gm = trace(torchvision.models.resnet18(), (torch.randn(1, 3, 64, 64),))
     """
-    if not isinstance(model, nn.Module):
-        raise InputError(f"fxprune needs an nn.Module, got {type(model).__name__}")
     leaves = list(leaf_modules)
     _check_arguments(model, example_inputs, leaves, concrete_args)
     tracer = _Tracer(tuple(t for t in leaves if isinstance(t, type)),
@@ -133,6 +131,8 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
 def _check_arguments(model: nn.Module, example_inputs: Any, leaves: list[Any],
                      concrete_args: dict[str, Any] | None) -> None:
     """Reject what tracing would silently ignore: extra inputs, unknown names, odd leaves."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"fxprune needs an nn.Module, got {type(model).__name__}")
     bad_leaves = [leaf for leaf in leaves if not isinstance(leaf, (type, str))]
     if bad_leaves:
         raise InputError(f"leaf_modules must hold module types or qualified names, got {bad_leaves!r}")

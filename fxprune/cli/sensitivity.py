@@ -7,8 +7,9 @@ import importlib
 from pathlib import Path
 from typing import Any, Callable
 
-from .cli_inputs import example_inputs, load_model
-from .errors import InputError
+from ..drivers.sensitivity import sensitivity
+from ..errors import InputError
+from .inputs import example_inputs, load_model
 
 __all__ = ["add_sensitivity_arguments", "load_evaluate", "run_sensitivity"]
 
@@ -59,8 +60,6 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def run_sensitivity(args: argparse.Namespace, progress: Any) -> tuple[str, dict[str, Any]]:
-    from .passes.sensitivity import sensitivity
-
     evaluate = load_evaluate(args.eval)
     inputs = example_inputs(args.input_shape, args.input_list, (args.model,))
     groups = [int(g) for g in args.groups.split(",")] if args.groups else None

@@ -1,17 +1,17 @@
-"""``fxprune.compile``: trace, shapes, groups, score, plan, rewrite, verify.
+"""The pipeline: analyze -> plan -> apply_plan, the budget search and the freeze-and-retry.
 
 :func:`analyze` runs the analysis once (trace, shapes, groups); :func:`apply_plan`
-turns an analysis and a plan into a pruned module. :func:`compile` is the two
-with scoring and planning in between; sensitivity analysis and schedules reuse an
-analysis for many plans.
+turns an analysis and a plan into a pruned module. :func:`search_budget` finds the
+plan meeting a MACs or params budget; :func:`apply_with_retry` plans and applies,
+and when the rewrite fails at a node freezes the groups around it and plans again.
+Every driver (compile, schedules, sensitivity) goes through these functions.
 """
 
 from __future__ import annotations
 
-import numbers
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,20 +19,19 @@ import numpy as np
 from torch import fx, nn
 from torch.utils._pytree import tree_flatten
 
-from .errors import InputError, PlanError, RewriteError
+from .errors import InputError, RewriteError
+from .ir.layout import Layout
+from .passes.capture import Capture, normalize_inputs
+from .passes.capture import capture as capture_model  # analyze takes a ``capture`` argument
 from .passes.cost import estimate_macs, estimate_params
+from .passes.figures import Figures, count_params
 from .passes.groups import Groups, find_groups
-from .passes.layout import Layout
-from .passes.importance import Importance, score_groups
-from .passes.oracle import masked_reference, max_difference
-from .passes.plan import Plan, Ratios, make_plan
-from .passes.rewrite import check_shapes, keep_mask, rewrite
+from .passes.plan import Plan, keep_mask
+from .passes.rewrite import check_shapes, rewrite
 from .passes.shapes import propagate_shapes
-from .report import Figures, count_params, summarize
-from .tracing import Capture, normalize_inputs
-from .tracing import capture as capture_model  # analyze and compile take a ``capture`` argument
+from .passes.summary import summarize
 
-__all__ = ["Analysis", "CompileResult", "analyze", "apply_plan", "compile", "verify"]
+__all__ = ["Analysis", "CompileResult", "analyze", "apply_plan", "apply_with_retry", "search_budget"]
 
 
 @dataclass(frozen=True)
@@ -124,64 +123,6 @@ def apply_plan(analysis: Analysis, plan: Plan, *, started: float | None = None,
                          time.perf_counter() - started, analysis.traced, target, analysis.capture)
 
 
-def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inputs: Any = None, exact: bool = False,
-            ignore: Iterable[str] = (), round_to: int | None = None, importance: str | Importance = "l1",
-            global_ranking: bool = False, max_ratio: float = 0.9, target_macs: float | None = None,
-            target_params: float | None = None, leaf_modules: Iterable[type | str] = (),
-            concrete_args: dict[str, Any] | None = None, capture: str = "auto",
-            check_capture: bool = True) -> CompileResult:
-    """Prune ``model`` structurally and return a new, smaller module. ``model`` is not modified.
-
-    Args:
-        model: a 2D or 3D CNN (any mode; the result keeps it).
-        ratios: fraction of channels to remove: one float in [0, 1) for every group, a mapping
-            of module-name glob patterns to ratios (first match wins), or a saved :class:`Plan`.
-        example_inputs: positional arguments of ``model.forward`` (a tensor, a tuple, lists of tensors).
-        exact: freeze groups whose removal changes kept values (LayerNorm or softmax over channels).
-        ignore: glob patterns of modules whose output channels must not be pruned.
-        round_to: keep channel counts at multiples of this (hardware-friendly widths).
-        importance: ``"l1"``, ``"l2"``, ``"bn_scale"``, ``"random"``, a :class:`fxprune.Taylor`,
-            or ``fn(group, module) -> scores``.
-        global_ranking: rank channels across groups (scores normalised per group) instead of
-            applying the ratio to every group; ``max_ratio`` caps any one layer.
-        target_macs, target_params: a budget as a fraction of the original (e.g. 0.5); the
-            ratio is found by search and the summary reports the value reached.
-        leaf_modules, concrete_args: passed to :func:`fxprune.trace` (symbolic tracing only).
-        capture: ``"auto"`` (symbolic tracing, else torch.export), ``"fx"`` or ``"export"``;
-            the summary says which front end ran and why the other was left.
-        check_capture: compare the captured graph's outputs with the model's on the example
-            inputs (one eager run of each) and fall back to the other front end on a mismatch.
-
-    Example:
-        >>> result = fxprune.compile(torchvision.models.resnet18(), 0.5,
-        ...                          example_inputs=(torch.randn(1, 3, 224, 224),))
-        >>> print(result.summary())
-    """
-    start = time.perf_counter()
-    analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args,
-                       capture=capture, check_capture=check_capture)
-    if isinstance(ratios, Plan):
-        return apply_plan(analysis, ratios, started=start)
-    scores = score_groups(analysis.groups, analysis.traced, importance)
-    names = [name for name, _ in model.named_modules() if name]
-    ignored = [ignore] if isinstance(ignore, str) else list(ignore)  # one pattern, not its characters
-
-    def plan_at(ratio: Ratios) -> Plan:
-        return make_plan(analysis.groups, scores, ratio, ignore=ignored, round_to=round_to,
-                         module_names=names, global_ranking=global_ranking, max_ratio=max_ratio)
-
-    target = _budget(target_macs, target_params)
-    for attempt in range(_RETRIES + 1):
-        plan = plan_at(0.5 if ratios is None else ratios) if target is None else _search(analysis, plan_at, *target)
-        try:
-            return apply_plan(analysis, plan, started=start, target=target)
-        except RewriteError as error:
-            if error.node is None or attempt == _RETRIES:
-                raise
-            analysis = _freeze_around(analysis, error.node, str(error).splitlines()[0])
-    raise AssertionError("unreachable")
-
-
 _RETRIES = 64  # each retry freezes at least one more group, so the loop ends
 
 
@@ -223,30 +164,54 @@ def _freeze_around(analysis: Analysis, node_name: str, why: str) -> Analysis:
     return replace(analysis, groups=replace(groups, groups=frozen))
 
 
-def _budget(target_macs: float | None, target_params: float | None) -> tuple[str, float] | None:
-    if target_macs is not None and target_params is not None:
-        raise PlanError("give one budget: target_macs or target_params, not both")
-    if target_macs is None and target_params is None:
-        return None
-    kind, value = ("macs", target_macs) if target_macs is not None else ("params", target_params)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < 1:
-        raise PlanError(f"target_{kind} must be in (0, 1): the fraction of the original to keep, got {value!r}")
-    return kind, float(value)
+def apply_with_retry(analysis: Analysis, plan_for: Callable[[Analysis], Plan], *, started: float | None = None,
+                     target: tuple[str, float] | None = None) -> CompileResult:
+    """Plan with ``plan_for(analysis)`` and apply; on a rewrite failing at a node, freeze around it and retry.
+
+    ``plan_for`` is called again with the analysis whose groups around the failing
+    node are frozen, so it must plan against the groups it is given.
+
+    Raises:
+        RewriteError: the failure names no node, or freezing makes no progress.
+    """
+    for attempt in range(_RETRIES + 1):
+        plan = plan_for(analysis)
+        try:
+            return apply_plan(analysis, plan, started=started, target=target)
+        except RewriteError as error:
+            if error.node is None or attempt == _RETRIES:
+                raise
+            analysis = _freeze_around(analysis, error.node, str(error).splitlines()[0])
+    raise AssertionError("unreachable")
 
 
-def _search(analysis: Analysis, plan_at: Any, kind: str, fraction: float, steps: int = 24) -> Plan:
-    """Bisect the ratio for the smallest plan meeting the budget (estimated cost)."""
-    goal = fraction * getattr(analysis.before, kind)
+def search_budget(analysis: Analysis, plan_at: Callable[[float], Plan], kind: str, fraction: float, *,
+                  of: Figures | None = None, rounds: int = 24, warn_stacklevel: int | None = None) -> Plan:
+    """Bisect the smallest uniform ratio whose estimated ``kind`` ("macs" or "params") meets the budget.
+
+    The budget is ``fraction`` of ``of`` (default: the analysed model's figures). An
+    empty plan when the analysed model already meets it; the plan at the largest ratio
+    searched when none does, with a ``UserWarning`` when ``warn_stacklevel`` is given (the
+    ``stacklevel`` the caller would pass to ``warnings.warn``: the frame to blame).
+
+    Example:
+        >>> plan = search_budget(analysis, lambda r: make_plan(analysis.groups, scores, r), "macs", 0.5)
+    """
+    before = getattr(analysis.before, kind)
+    goal = fraction * getattr(analysis.before if of is None else of, kind)
+    if before <= goal:
+        return Plan(())
     low, high = 0.0, 0.995
     best = plan_at(high)
-    floor = getattr(analysis.estimate(best), kind) / getattr(analysis.before, kind)
-    if floor > fraction:
-        warnings.warn(
-            f"target_{kind}={fraction:g} cannot be reached: removing {high:.1%} of every prunable group "
-            f"still keeps {floor:.3f}x (see the summary for frozen groups); returning that plan, which "
-            "leaves most layers a channel or two wide", UserWarning, stacklevel=3)
-        return best
-    for _ in range(steps):
+    if warn_stacklevel is not None:
+        floor = getattr(analysis.estimate(best), kind) / before
+        if floor > fraction:
+            warnings.warn(
+                f"target_{kind}={fraction:g} cannot be reached: removing {high:.1%} of every prunable group "
+                f"still keeps {floor:.3f}x (see the summary for frozen groups); returning that plan, which "
+                "leaves most layers a channel or two wide", UserWarning, stacklevel=warn_stacklevel + 1)
+            return best
+    for _ in range(rounds):
         middle = (low + high) / 2
         plan = plan_at(middle)
         if getattr(analysis.estimate(plan), kind) <= goal:
@@ -254,14 +219,3 @@ def _search(analysis: Analysis, plan_at: Any, kind: str, fraction: float, steps:
         else:
             low = middle
     return best
-
-
-def verify(model: nn.Module, result: CompileResult, example_inputs: Any) -> float:
-    """The oracle: max |pruned(x) - masked_original(x)| in eval mode (0 up to rounding when correct).
-
-    Example:
-        >>> assert fxprune.verify(model, result, (x,)) < 1e-4
-    """
-    inputs = normalize_inputs(example_inputs)
-    reference = masked_reference(model, result.groups, result.plan)
-    return max_difference(reference, result.module, inputs)

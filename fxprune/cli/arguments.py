@@ -1,7 +1,7 @@
 """The options of each ``fxprune`` subcommand and the examples shown by ``fxprune COMMAND --help``.
 
 ``fxprune.cli.build_parser`` adds these to the subparsers it creates; the ``sensitivity``
-options live with their command in :mod:`fxprune.cli_sensitivity`.
+options live with their command in :mod:`fxprune.cli.sensitivity`.
 
 Example:
     >>> sub = argparse.ArgumentParser(prog="fxprune prune", epilog=EPILOGS["prune"])
@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 
-from .cli_inputs import nonnegative_int, positive_float, positive_int
-from .cli_sensitivity import EPILOG as _SENSITIVITY_EPILOG
-from .passes.importance import IMPORTANCE
-from .tracing import FRONT_ENDS
+from ..passes.capture import FRONT_ENDS
+from ..passes.importance import IMPORTANCE
+from .inputs import nonnegative_int, positive_float, positive_int
+from .sensitivity import EPILOG as _SENSITIVITY_EPILOG
 
 __all__ = ["EPILOGS", "add_bench_arguments", "add_export_arguments", "add_inspect_arguments", "add_prune_arguments"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["check_archive", "existing_file", "open_archive"]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .passes.groups import Groups
+from ..passes.groups import Groups
 
 __all__ = [
     "EXIT_BUDGET",

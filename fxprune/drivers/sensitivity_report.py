@@ -1,38 +1,24 @@
-"""Sensitivity analysis: prune every channel group alone at several ratios and measure.
+"""The sensitivity report: measured points, ratios derived from them by tolerance or MACs budget, plots.
 
-Li et al. (*Pruning Filters for Efficient ConvNets*, arXiv 1608.08710, section 4.4)
-prune one layer at a time and plot accuracy against the pruned fraction: flat curves
-mark layers that can lose many channels, steep ones layers to spare. The model is
-analysed once; every point is one plan applied to that analysis and scored by the
-user's ``evaluate(module) -> float`` (higher is better). The report derives per-group
-ratios from the curves, by a tolerance or by a MACs budget.
+Returned by :func:`fxprune.sensitivity`; see :mod:`fxprune.drivers.sensitivity`.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import FxPruneError, InputError, PlanError
-from ..report import Figures
-from .importance import Importance, score_groups
-from .parametrized import deepcopy_module
-from .plan import Plan, check_ratio, make_plan
+from ..passes.figures import Figures
+from ..passes.plan import Plan, check_ratio, make_plan
+from ..pipeline import Analysis
 
-if TYPE_CHECKING:
-    from ..api import Analysis
-
-__all__ = ["DEFAULT_RATIOS", "SensitivityReport", "SensitivityRow", "sensitivity"]
+__all__ = ["DEFAULT_RATIOS", "SensitivityReport", "SensitivityRow"]
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -181,90 +167,6 @@ def _cheapest_step(points: Mapping[int, list[tuple[float, float, int]]],
                 key = ((metric - curve[index][1]) / saved, -saved, group, index)
                 best = key if best is None or key < best else best
     return None if best is None else (best[2], best[3])
-
-
-def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Module], float], *,
-                ratios: Sequence[float] = DEFAULT_RATIOS, groups: Iterable[int] | None = None,
-                importance: str | Importance = "l1", exact: bool = False, progress: bool = True) -> SensitivityReport:
-    """Prune each group alone at each ratio and evaluate the pruned module.
-
-    Args:
-        model: a 2D or 3D CNN; it is not modified (the baseline is evaluated on a copy).
-        example_inputs: positional arguments of ``model.forward``, as for ``fxprune.compile``.
-        evaluate: ``evaluate(module) -> float``, higher is better (accuracy, minus a loss).
-        ratios: fractions of channels to remove, each in (0, 1).
-        groups: group indices to measure (default: every prunable group).
-        importance: which channels go first, as for ``fxprune.compile``.
-        exact: freeze groups whose removal changes kept values.
-        progress: show a progress bar.
-
-    Raises:
-        PlanError: a ratio out of range, or a group that does not exist or is frozen.
-        InputError: ``evaluate`` returned something that is not a finite number.
-
-    Example:
-        >>> report = sensitivity(model, (x,), lambda m: accuracy(m, loader))
-        >>> report.plot("sensitivity.png")
-        >>> ratios = report.derive_ratios(tolerance=0.02)
-    """
-    from ..api import analyze, apply_plan  # the api module imports the passes package
-
-    points = _check_ratios(ratios)
-    analysis = analyze(model, example_inputs, exact=exact)
-    chosen = _check_groups(analysis.groups, groups)
-    scores = score_groups(analysis.groups, analysis.traced, importance)
-    baseline = _metric(evaluate, deepcopy_module(model), "the unpruned model")
-    rows = []
-    bar = tqdm(total=len(chosen) * len(points), desc="sensitivity", unit="point", disable=not progress)
-    with bar:
-        for index in chosen:
-            group = analysis.groups[index]
-            for ratio in points:
-                plan = make_plan(analysis.groups, scores, {index: ratio})
-                if plan.entries:
-                    result = apply_plan(analysis, plan)
-                    metric, after = _metric(evaluate, result.module, f"group #{index} at {ratio}"), result.after
-                else:  # too few channels to remove one at this ratio: the model is unchanged
-                    metric, after = baseline, analysis.before
-                removed = plan.entries[0].removed if plan.entries else 0
-                rows.append(SensitivityRow(index, group.name, group.size, ratio, removed, metric, after.params,
-                                           after.macs))
-                bar.set_postfix(group=group.name, metric=f"{metric:.4g}")
-                bar.update()
-    return SensitivityReport(tuple(rows), baseline, analysis.before, analysis, scores)
-
-
-def _check_ratios(ratios: Sequence[float]) -> tuple[float, ...]:
-    if isinstance(ratios, (int, float)):
-        ratios = (ratios,)
-    points = tuple(sorted({check_ratio(r, "sensitivity ratio") for r in ratios}))
-    if not points or points[0] <= 0:
-        raise PlanError(f"sensitivity ratios must be in (0, 1), got {tuple(ratios)!r}")
-    return points
-
-
-def _check_groups(groups: Any, chosen: Iterable[int] | None) -> tuple[int, ...]:
-    if chosen is None:
-        return tuple(g.index for g in groups.prunable)
-    indices = tuple(chosen)
-    for index in indices:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < len(groups):
-            raise PlanError(f"group {index!r} does not exist; valid indices are 0..{len(groups) - 1} "
-                            "(print fxprune.analyze(model, inputs).groups.table())")
-        if not groups[index].prunable:
-            raise PlanError(f"group #{index} ({groups[index].name}) is frozen: {groups[index].reason}")
-    return tuple(int(i) for i in indices)
-
-
-def _metric(evaluate: Callable[[nn.Module], float], module: nn.Module, what: str) -> float:
-    value = evaluate(module)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(float(value)):
-        raise InputError(f"evaluate() must return a finite number (higher is better); for {what} it returned "
-                         f"{value!r}")
-    return float(value)
 
 
 def _plot(report: SensitivityReport, path: Path, legend: int) -> None:

@@ -1,4 +1,4 @@
-"""The ``fxprune`` subcommands: each turns parsed arguments into an :class:`~fxprune.cli_output.Outcome`.
+"""The ``fxprune`` subcommands: each turns parsed arguments into an :class:`~fxprune.cli.output.Outcome`.
 
 A handler raises :class:`~fxprune.errors.FxPruneError` for anything the user can fix; the
 caller (:func:`fxprune.cli.main`) turns that into a one-line message and exit status 2.
@@ -18,10 +18,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from . import serialize
-from .api import compile as compile_model
-from .cli_inputs import example_inputs, load_model, load_plan, parse_ratios
-from .cli_output import (
+from .. import serialize
+from ..config import load_config
+from ..drivers.compile import compile as compile_model
+from ..errors import InputError
+from ..passes.capture import capture
+from ..passes.figures import count_params
+from ..passes.groups import find_groups
+from .inputs import example_inputs, load_model, load_plan, parse_ratios
+from .output import (
     EXIT_BUDGET,
     EXIT_OK,
     Outcome,
@@ -33,11 +38,7 @@ from .cli_output import (
     onnx_data,
     rounded_ratio,
 )
-from .cli_sensitivity import run_sensitivity
-from .errors import InputError
-from .passes.groups import find_groups
-from .report import count_params
-from .tracing import capture
+from .sensitivity import run_sensitivity
 
 __all__ = ["bench_command", "export_command", "inspect_command", "prune_command", "sensitivity_command"]
 
@@ -99,8 +100,6 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
 
 def _from_config(path: str, model: Any, inputs: tuple[Any, ...], quiet: bool) -> Any:
     """Run a YAML schedule; a multi-step schedule reports its last step against the original."""
-    from .config import load_config
-
     outcome = load_config(path).run(model, inputs, progress=not quiet)
     if hasattr(outcome, "history"):
         if not quiet:
@@ -146,7 +145,7 @@ def export_command(args: argparse.Namespace, progress: Progress) -> Outcome:
 
 
 def bench_command(args: argparse.Namespace, progress: Progress) -> Outcome:
-    from .export import benchmark
+    from ..export import benchmark
 
     inputs = _inputs(args, args.pruned, args.original)
     original = _model(args.original, progress, args.weights)
@@ -187,7 +186,7 @@ def _budgets(report: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def _to_onnx(module: Any, inputs: tuple[Any, ...], path: str, opset: int | None, dynamic: bool,
              progress: Progress) -> Any:
-    from .export import to_onnx
+    from ..export import to_onnx
 
     with progress.step(f"exporting {path} and checking it in ONNX Runtime"):
         return to_onnx(module, inputs, path, dynamic_batch=dynamic, opset=opset)

@@ -11,7 +11,7 @@ benchmark budget was missed. ``--json`` prints one JSON document on stdout and n
 progress and warnings go to stderr (``--quiet`` silences them).
 
 This module assembles the parser and maps errors to exit codes; the subcommands live in
-:mod:`fxprune.cli_commands`, their options in :mod:`fxprune.cli_arguments`.
+:mod:`fxprune.cli.commands`, their options in :mod:`fxprune.cli.arguments`.
 
 Example:
     $ fxprune prune resnet18 --ratio 0.5 --input-shape 1,3,224,224 -o pruned.pt2 --onnx pruned.onnx
@@ -30,7 +30,9 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from .cli_arguments import (
+from ..errors import FxPruneError, RewriteError
+from ..version import __version__
+from .arguments import (
     EPILOGS,
     add_bench_arguments,
     add_export_arguments,
@@ -40,15 +42,14 @@ from .cli_arguments import (
 
 # Handlers are bound to names of this module because build_parser looks them up here each time
 # it runs: that keeps every one replaceable (tests patch ``cli._inspect`` to fake a crash).
-from .cli_commands import bench_command as _bench
-from .cli_commands import export_command as _export
-from .cli_commands import inspect_command as _inspect
-from .cli_commands import prune_command as _prune
-from .cli_commands import sensitivity_command as _sensitivity
-from .cli_inputs import parse_shape
-from .cli_output import EXIT_BUDGET, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Progress
-from .cli_sensitivity import add_sensitivity_arguments
-from .errors import FxPruneError, RewriteError
+from .commands import bench_command as _bench
+from .commands import export_command as _export
+from .commands import inspect_command as _inspect
+from .commands import prune_command as _prune
+from .commands import sensitivity_command as _sensitivity
+from .inputs import parse_shape
+from .output import EXIT_BUDGET, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Progress
+from .sensitivity import add_sensitivity_arguments
 
 __all__ = ["EXIT_BUDGET", "EXIT_INTERNAL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
@@ -62,8 +63,6 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``fxprune`` argument parser with its four subcommands."""
-    from . import __version__
-
     parser = _Parser(prog="fxprune", description="Structured pruning for PyTorch CNNs (2D and 3D): prune, "
                      "inspect, export to ONNX, benchmark.", epilog="Run 'fxprune COMMAND --help' for examples.")
     parser.add_argument("--version", action="version", version=f"fxprune {__version__}")

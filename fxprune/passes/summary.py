@@ -1,36 +1,14 @@
-"""Before/after figures and the human summary of a compile."""
+"""The human summary of a compile: figures, group counts, why groups were frozen."""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
-from torch import nn
+from .figures import Figures, human_count
+from .groups import Groups
+from .plan import Plan
 
-from .passes.groups import Groups
-from .passes.plan import Plan
-
-__all__ = ["Figures", "count_params", "summarize"]
-
-
-@dataclass(frozen=True)
-class Figures:
-    """Size of a model: parameters, and multiply-accumulates for the example inputs
-    (counted by ``torch.utils.flop_counter``: FLOPs / 2)."""
-
-    params: int
-    macs: int
-
-
-def count_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def _human(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
+__all__ = ["summarize"]
 
 
 def _ratio(after: int, before: int) -> str:
@@ -43,8 +21,9 @@ def summarize(name: str, before: Figures, after: Figures, groups: Groups, plan: 
     frozen = [g for g in groups if not g.prunable]
     lines = [
         f"fxprune {name} ({'exact' if groups.exact else 'default'} mode, {seconds:.2f} s)",
-        f"  params  {_human(before.params):>9} -> {_human(after.params):>9}  ({_ratio(after.params, before.params)})",
-        f"  MACs    {_human(before.macs):>9} -> {_human(after.macs):>9}  ({_ratio(after.macs, before.macs)})",
+        f"  params  {human_count(before.params):>9} -> {human_count(after.params):>9}  "
+        f"({_ratio(after.params, before.params)})",
+        f"  MACs    {human_count(before.macs):>9} -> {human_count(after.macs):>9}  ({_ratio(after.macs, before.macs)})",
         f"  groups  {len(groups)} found: {len(pruned)} pruned, {len(groups.prunable) - len(pruned)} kept whole, "
         f"{len(frozen)} frozen",
     ]

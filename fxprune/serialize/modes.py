@@ -16,7 +16,7 @@ import types
 import torch
 from torch import fx, nn
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["with_mode_switch"]
 

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import serialize
-from .errors import InputError
-from .passes.plan import Plan, Ratios, check_ratio
+from .. import serialize
+from ..errors import InputError
+from ..passes.plan import Plan, Ratios, check_ratio
 
 __all__ = [
     "example_inputs",

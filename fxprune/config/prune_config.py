@@ -20,8 +20,8 @@ Also accepted: ``max_ratio`` (cap per layer with global ranking, default 0.9),
 is checked when the file is loaded; a :class:`ConfigError` names the file, the line
 and the key, and says what is allowed.
 
-Reading the YAML with the line of every key lives in :mod:`fxprune.config_yaml`, the
-check of each key in :mod:`fxprune.config_schema`; this module combines them and runs.
+Reading the YAML with the line of every key lives in :mod:`fxprune.config.yaml_entries`, the
+check of each key in :mod:`fxprune.config.schema`; this module combines them and runs.
 """
 
 from __future__ import annotations
@@ -36,9 +36,12 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .config_schema import CHECKS, KEYS, ScheduleSpec
-from .config_yaml import ConfigError, Entry, read_entries
-from .errors import PlanError
+from ..drivers.compile import compile as compile_model
+from ..drivers.schedule import prune_iteratively
+from ..errors import ConfigError, PlanError
+from ..passes.taylor import Taylor
+from .schema import CHECKS, KEYS, ScheduleSpec
+from .yaml_entries import Entry, read_entries
 
 __all__ = ["ConfigError", "PruneConfig", "ScheduleSpec", "load_config", "parse_config"]
 
@@ -87,9 +90,6 @@ class PruneConfig:
             >>> result = load_config("prune.yaml").run(model, (x,))
             >>> print(result.summary())
         """
-        from .api import compile
-        from .passes.schedule import prune_iteratively
-
         importance = self._importance(calibration, loss_fn)
         options: dict[str, Any] = {
             "exact": self.exact, "ignore": self.ignore, "round_to": self.round_to, "importance": importance,
@@ -101,7 +101,7 @@ class PruneConfig:
                 return prune_iteratively(model, example_inputs, ratios, steps=self.schedule.steps,
                                          schedule=self.schedule.kind, fine_tune=fine_tune, progress=progress,
                                          **options)
-            result = compile(model, ratios, example_inputs=example_inputs, **options)
+            result = compile_model(model, ratios, example_inputs=example_inputs, **options)
         except PlanError as error:
             raise ConfigError(f"{self.source}: {error} (check {self._where('ratios', 'ignore')})") from error
         replaced = fine_tune(result.module, 1) if fine_tune is not None else None
@@ -114,8 +114,6 @@ class PruneConfig:
         if calibration is None:
             raise ConfigError(f"{self.source}: {self._where('importance')}: 'taylor' needs calibration data: "
                               "pass run(..., calibration=loader) with (inputs, target) batches, or choose l1")
-        from .passes.taylor import Taylor
-
         return Taylor(calibration, loss_fn or F.cross_entropy, batches=self.calibration_batches)
 
     def _where(self, *keys: str) -> str:

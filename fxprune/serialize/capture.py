@@ -12,42 +12,28 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.export import Dim
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from .errors import ExportError, InputError
+from ..errors import ExportError, InputError
+from ..passes.capture_export import batch_shapes, doubled_batch, eval_mode
 
 __all__ = ["check_program", "eval_mode", "export_program", "recorded_inputs"]
 
 _TOLERANCE = 1e-4
 
 
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Eval mode for the duration, then every submodule's own mode back (save changes nothing)."""
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield
-    finally:
-        for submodule, training in modes:
-            submodule.training = training
-
-
 def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bool) -> tuple[Any, bool]:
     """The exported program and whether its batch axis is dynamic (a warning when it cannot be)."""
     if dynamic_batch:
-        shapes = _batch_shapes(inputs)
+        shapes = batch_shapes(inputs)
         if shapes is not None:
             try:
-                return torch.export.export(module, _doubled(inputs), dynamic_shapes=shapes), True
+                return torch.export.export(module, doubled_batch(inputs), dynamic_shapes=shapes), True
             except Exception as error:  # the model fixes its batch size: keep the example's
                 first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 warnings.warn(f"fxprune.save: the batch axis cannot be dynamic ({first_line}); "
@@ -62,24 +48,6 @@ def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bo
 
 def _tensors(inputs: Any) -> list[torch.Tensor]:
     return [leaf for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor)]
-
-
-def _batch_shapes(inputs: tuple[Any, ...]) -> Any:
-    """``dynamic_shapes`` marking dim 0 of every tensor as one shared batch dim (None if they differ)."""
-    tensors = _tensors(inputs)
-    if not tensors or any(t.dim() == 0 for t in tensors) or len({t.shape[0] for t in tensors}) != 1:
-        return None
-    batch = Dim("batch", min=1)
-    return tuple(tree_map(lambda leaf: {0: batch} if isinstance(leaf, torch.Tensor) else None, arg)
-                 for arg in inputs)
-
-
-def _doubled(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A batch of 2: torch.export specialises dims of size 1, so a batch of 1 cannot become dynamic."""
-    def grow(leaf: Any) -> Any:
-        return torch.cat([leaf, leaf]) if isinstance(leaf, torch.Tensor) and leaf.shape[0] == 1 else leaf
-
-    return tree_map(grow, inputs)
 
 
 def check_program(module: nn.Module, program: Any, inputs: tuple[Any, ...]) -> None:

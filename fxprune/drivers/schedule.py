@@ -17,20 +17,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from torch import fx, nn
 from tqdm.auto import tqdm
 
 from ..errors import PlanError
-from ..report import Figures
-from .groups import ChannelGroup
-from .importance import Importance, score_groups
-from .plan import Plan, PlanEntry, Ratios, check_ratio, kept_count, make_plan, resolve_ratios
-
-if TYPE_CHECKING:
-    from ..api import Analysis, CompileResult
+from ..passes.figures import Figures
+from ..passes.groups import ChannelGroup
+from ..passes.importance import Importance, score_groups
+from ..passes.plan import Plan, PlanEntry, Ratios, check_ratio, kept_count, make_plan, resolve_ratios
+from ..pipeline import Analysis, CompileResult, analyze, apply_with_retry, search_budget
 
 __all__ = ["SCHEDULES", "ScheduleResult", "ScheduleStep", "prune_iteratively", "schedule_ratios"]
 
@@ -155,8 +153,6 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, target_ratio: Ratio
         ...                            fine_tune=lambda m, step: train(m, loader, epochs=1))
         >>> print(result.summary())
     """
-    from ..api import analyze  # the api module imports the passes package
-
     budget = _budget(target_ratio, target_macs, target_params)
     kind = schedule
     shares = schedule_ratios(1.0, steps, kind)
@@ -170,8 +166,9 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, target_ratio: Ratio
     for step in tqdm(range(1, steps + 1), desc=f"{kind} schedule", unit="step", disable=not progress):
         started = time.perf_counter()
         analysis = original if step == 1 else analyze(current, example_inputs, exact=exact)
-        plan = _step_plan(analysis, original, budget, shares[step - 1], wanted, options, _module_names(current))
-        result = _apply(analysis, plan, started)
+        scores = score_groups(analysis.groups, analysis.traced, options.importance)
+        step_plan = _StepPlanner(original, budget, shares[step - 1], wanted, options, _module_names(current), scores)
+        result = apply_with_retry(analysis, step_plan, started=started)
         current, seconds = result.module, time.perf_counter() - started
         if fine_tune is not None:
             replaced = fine_tune(current, step)
@@ -206,32 +203,42 @@ def _wanted(original: Analysis, ratios: Ratios, options: _Options, names: list[s
     return resolve_ratios(original.groups, ratios, options.ignore, names)
 
 
-def _step_plan(analysis: Analysis, original: Analysis, budget: tuple[str, Any], progress: float,
-               wanted: Mapping[int, float], options: _Options, names: list[str]) -> Plan:
-    """The plan of one step against the current module's analysis."""
-    scores = score_groups(analysis.groups, analysis.traced, options.importance)
-    floors = _floors(analysis, original, wanted, options) if options.global_ranking else {}
+@dataclass(frozen=True)
+class _StepPlanner:
+    """The plan of one step, made against the analysis of the current module it is given."""
 
-    def plan_at(ratios: Ratios) -> Plan:
-        plan = make_plan(analysis.groups, scores, ratios, ignore=options.ignore, round_to=options.round_to,
-                         module_names=names, global_ranking=options.global_ranking, max_ratio=options.max_ratio)
-        return _with_floors(plan, scores, floors)
+    original: Analysis
+    budget: tuple[str, Any]
+    progress: float
+    wanted: Mapping[int, float]
+    options: _Options
+    names: list[str]
+    scores: Mapping[int, np.ndarray]
 
-    kind, value = budget
-    if kind != "ratio":
-        goal = (1.0 - (1.0 - value) * progress) * getattr(original.before, kind)
-        return _search(analysis, plan_at, kind, goal)
-    if options.global_ranking:
-        left = sum(g.size for g in _matching(analysis, original, wanted).values())
-        total = sum(original.groups[i].size for i in wanted)
-        step = (left - (1.0 - value * progress) * total) / max(1, left)
-        return plan_at(min(step, 0.995)) if step > 0 else Plan(())
-    relative = {}
-    for index, group in _matching(analysis, original, wanted).items():
-        keep = kept_count(original.groups[index].size, wanted[index] * progress, options.round_to)
-        if group.size > keep:
-            relative[group.index] = (group.size - keep) / group.size
-    return plan_at(relative) if relative else Plan(())
+    def __call__(self, analysis: Analysis) -> Plan:
+        original, wanted, options, scores = self.original, self.wanted, self.options, self.scores
+        floors = _floors(analysis, original, wanted, options) if options.global_ranking else {}
+
+        def plan_at(ratios: Ratios) -> Plan:
+            plan = make_plan(analysis.groups, scores, ratios, ignore=options.ignore, round_to=options.round_to,
+                             module_names=self.names, global_ranking=options.global_ranking,
+                             max_ratio=options.max_ratio)
+            return _with_floors(plan, scores, floors)
+
+        kind, value = self.budget
+        if kind != "ratio":
+            return search_budget(analysis, plan_at, kind, 1.0 - (1.0 - value) * self.progress, of=original.before)
+        if options.global_ranking:
+            left = sum(g.size for g in _matching(analysis, original, wanted).values())
+            total = sum(original.groups[i].size for i in wanted)
+            step = (left - (1.0 - value * self.progress) * total) / max(1, left)
+            return plan_at(min(step, 0.995)) if step > 0 else Plan(())
+        relative = {}
+        for index, group in _matching(analysis, original, wanted).items():
+            keep = kept_count(original.groups[index].size, wanted[index] * self.progress, options.round_to)
+            if group.size > keep:
+                relative[group.index] = (group.size - keep) / group.size
+        return plan_at(relative) if relative else Plan(())
 
 
 def _matching(analysis: Analysis, original: Analysis, wanted: Mapping[int, float]) -> dict[int, ChannelGroup]:
@@ -259,28 +266,6 @@ def _with_floors(plan: Plan, scores: Mapping[int, np.ndarray], floors: Mapping[i
         if len(keep) < entry.size:
             entries.append(PlanEntry(entry.group, entry.name, entry.size, entry.ratio, keep, entry.modules))
     return Plan(tuple(entries))
-
-
-def _search(analysis: Analysis, plan_at: Callable[[float], Plan], kind: str, goal: float, rounds: int = 24) -> Plan:
-    """Bisect the smallest uniform ratio whose estimated cost meets ``goal`` (nothing when already met)."""
-    if getattr(analysis.before, kind) <= goal:
-        return Plan(())
-    low, high = 0.0, 0.995
-    best = plan_at(high)
-    for _ in range(rounds):
-        middle = (low + high) / 2
-        plan = plan_at(middle)
-        if getattr(analysis.estimate(plan), kind) <= goal:
-            high, best = middle, plan
-        else:
-            low = middle
-    return best
-
-
-def _apply(analysis: Analysis, plan: Plan, started: float) -> CompileResult:
-    from ..api import apply_plan
-
-    return apply_plan(analysis, plan, started=started)
 
 
 def _channels(result: CompileResult, sizes: Mapping[str, int]) -> dict[str, int]:

@@ -18,13 +18,9 @@ from typing import Any
 
 import yaml
 
-from .errors import FxPruneError
+from ..errors import ConfigError
 
-__all__ = ["ConfigError", "Entry", "read_entries"]
-
-
-class ConfigError(FxPruneError, ValueError):
-    """A pruning configuration file is malformed; the message names the file, line and key."""
+__all__ = ["Entry", "read_entries"]
 
 
 class Entry:

@@ -8,9 +8,9 @@ writes it with :func:`torch.export.save`: the graph is JSON, the weights raw byt
 plan and the before/after figures ride along as ``extra/fxprune.json`` in the same zip,
 readable with :func:`read_metadata` without loading the model.
 
-The capture and its check live in :mod:`fxprune.serialize_capture`, the refusal of unsafe
-archives in :mod:`fxprune.serialize_archive`, and the ``train()`` / ``eval()`` switch of
-loaded modules in :mod:`fxprune.serialize_modes`.
+The capture and its check live in :mod:`fxprune.serialize.capture`, the refusal of unsafe
+archives in :mod:`fxprune.serialize.archive`, and the ``train()`` / ``eval()`` switch of
+loaded modules in :mod:`fxprune.serialize.modes`.
 
 Example:
     >>> result = fxprune.compile(model, 0.5, example_inputs=(x,))
@@ -29,12 +29,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import InputError
-from .passes.plan import Plan
-from .serialize_archive import check_archive, existing_file, open_archive
-from .serialize_capture import check_program, eval_mode, export_program, recorded_inputs
-from .serialize_modes import with_mode_switch
-from .tracing import normalize_inputs
+from ..errors import InputError
+from ..passes.capture import normalize_inputs
+from ..passes.plan import Plan
+from ..version import __version__
+from .archive import check_archive, existing_file, open_archive
+from .capture import check_program, eval_mode, export_program, recorded_inputs
+from .modes import with_mode_switch
 
 __all__ = ["METADATA_FILE", "load", "read_example_inputs", "read_metadata", "read_plan", "save"]
 
@@ -176,8 +177,6 @@ def _describe(arg: Any) -> Any:
 
 def _metadata(result: Any, module: nn.Module, inputs: tuple[Any, ...], dynamic: bool,
               extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    from . import __version__
-
     info: dict[str, Any] = {
         "format": _FORMAT, "version": 1, "fxprune": __version__, "torch": torch.__version__,
         "model": type(getattr(result, "traced", module)).__name__,

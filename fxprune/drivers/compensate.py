@@ -16,19 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import fx, nn
 
 from ..errors import InputError
-from ..tracing import normalize_inputs
-from .parametrized import deepcopy_module
-from .rewrite import keep_mask
-
-if TYPE_CHECKING:
-    from ..api import CompileResult
+from ..ir.parametrized import deepcopy_module
+from ..passes.capture import normalize_inputs
+from ..passes.plan import keep_mask
+from ..pipeline import CompileResult
 
 __all__ = ["compensate_bias"]
 
