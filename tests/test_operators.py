@@ -363,3 +363,15 @@ def test_a_rewrite_it_cannot_do_freezes_the_groups_around_it() -> None:
     assert "could not resize" in result.summary()
     # both groups meet at that reshape (one as data, one through its sizes): both stay whole
     assert all(not g.prunable for g in result.groups)
+
+
+def test_schedules_and_sensitivity_get_the_same_retry_through_the_pipeline() -> None:
+    model = _ViewSizedByAnotherTensor().eval()
+    x = torch.randn(1, 3, 5, 5)
+    schedule = fxprune.prune_iteratively(model, (x,), {"conv_a": 0.5, "conv_b": 0.25}, steps=2, exact=True,
+                                         progress=False)
+    assert all("could not resize" in step.summary() for step in schedule.steps)
+    assert [t.shape for t in schedule.module(x)] == [t.shape for t in model(x)]
+    report = fxprune.sensitivity(model, (x,), lambda module: 1.0, ratios=(0.5,), exact=True, progress=False)
+    # each group alone fails at the reshape too; frozen, it is measured as unpruned
+    assert len(report.rows) == 2 and all(row.removed == 0 and row.metric == 1.0 for row in report.rows)

@@ -202,7 +202,7 @@ def reshape(ctx: PropagateContext) -> Layout:
     for block in layout.blocks:
         sized = [d for d in block.dims if layout.shape[d] > 1]
         if len(sized) > 1 and computed & set(sized):
-            # The fold is pruned along its longest dim (see groups._normalized). A literal size
+            # The fold is pruned along its longest dim (see passes/propagate._normalized). A literal size
             # there is rewritten, but a size computed from x.size() beside it is not: they clash.
             primary = max(sized, key=lambda d: (layout.shape[d], block.dims.index(d)))
             if primary not in computed:
