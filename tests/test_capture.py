@@ -329,3 +329,13 @@ def test_exported_result_saves_exports_and_fine_tunes(tmp_path: Any) -> None:
     labels = torch.tensor([0, 2])
     history = fine_tune(result.module, [(x, labels)] * 3, epochs=1, lr=0.1, progress=False)
     assert len(history["loss"]) == 3 and not torch.equal(before, result.module.fc.weight)
+
+
+def test_schedules_and_sensitivity_capture_through_export() -> None:
+    model, inputs = _build("shape_branch")
+    schedule = fxprune.prune_iteratively(model, inputs, 0.5, steps=2, progress=False)
+    assert schedule.after.params < schedule.before.params
+    report = fxprune.sensitivity(model, inputs, lambda m: float(m(*inputs).mean()), ratios=(0.5,), progress=False)
+    assert report.rows
+    with pytest.raises(TraceError):
+        fxprune.sensitivity(model, inputs, lambda m: 0.0, ratios=(0.5,), progress=False, capture="fx")
