@@ -18,7 +18,7 @@ from torch import fx, nn
 from torch.utils._pytree import tree_flatten
 
 from ..errors import InputError, TraceError
-from .capture_export import eval_mode, export_graph, fresh_inputs
+from .capture_export import eval_mode, export_graph, first_line, fresh_inputs
 from .capture_fx import check_arguments, normalize_inputs, trace
 from .shapes import propagate_shapes
 
@@ -124,9 +124,8 @@ _WAYS_OUT = ("Ways out: make the forward's Python control flow depend on shapes 
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    line = text.splitlines()[0] if text else ""
-    return line if isinstance(error, TraceError) else f"{type(error).__name__}: {line}"
+    """One line for a front end's failure; a TraceError's message names its cause already."""
+    return first_line(error) if isinstance(error, TraceError) else f"{type(error).__name__}: {first_line(error)}"
 
 
 def _eager_outputs(model: nn.Module, inputs: tuple[Any, ...]) -> Any:

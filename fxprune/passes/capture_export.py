@@ -34,7 +34,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from ..rules import module_rule
 from ..rules.spelling import spelling_of
 
-__all__ = ["Exported", "batch_shapes", "doubled_batch", "eval_mode", "export_graph", "fresh_inputs"]
+__all__ = ["Exported", "batch_shapes", "doubled_batch", "eval_mode", "export_graph", "first_line", "fresh_inputs"]
 
 #: ATen calls that only check the captured shapes or values: the pruned module has other shapes.
 _CHECKS = {"_assert_tensor_metadata", "_assert_scalar", "_assert_async", "sym_constrain_range",
@@ -101,7 +101,7 @@ def _export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, bool, str]:
                 return torch.export.export(model, fresh_inputs(doubled_batch(inputs)), strict=False,
                                            dynamic_shapes=shapes), True, ""
             except Exception as error:  # the model fixes its batch size: keep the example's
-                note = f"the model fixes its batch size ({_first_line(error)})"
+                note = f"the model fixes its batch size ({first_line(error)})"
         return torch.export.export(model, fresh_inputs(inputs), strict=False), False, note
 
 
@@ -110,7 +110,8 @@ def fresh_inputs(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
     return tree_map(lambda leaf: leaf, inputs)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type's name when it has none)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import ExportError, InputError
-from ..passes.capture_export import batch_shapes, doubled_batch, eval_mode
+from ..passes.capture_export import batch_shapes, doubled_batch, eval_mode, first_line
 
 __all__ = ["check_program", "eval_mode", "export_program", "recorded_inputs"]
 
@@ -35,8 +35,7 @@ def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bo
             try:
                 return torch.export.export(module, doubled_batch(inputs), dynamic_shapes=shapes), True
             except Exception as error:  # the model fixes its batch size: keep the example's
-                first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                warnings.warn(f"fxprune.save: the batch axis cannot be dynamic ({first_line}); "
+                warnings.warn(f"fxprune.save: the batch axis cannot be dynamic ({first_line(error)}); "
                               "the archive accepts the example's batch size only", stacklevel=3)
     try:
         return torch.export.export(module, inputs), False
