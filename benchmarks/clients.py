@@ -126,7 +126,8 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "# Client-library models: fxprune and Torch-Pruning side by side",
         "",
         f"- command: `{meta['command']}`",
-        f"- fxprune commit {meta['commit']}, date: {meta['date']}; {meta['done']} of {meta['selected']} selected models measured",
+        f"- fxprune commit {meta['commit']}, date: {meta['date']}; "
+        f"{meta['done']} of {meta['selected']} selected models measured",
         f"- {versions}; python {meta['python']}",
         f"- machine: {meta['machine']}, {meta['cpu_count']} cores shared with other jobs; each model and tool in its "
         f"own subprocess with 1 torch thread and a {meta['timeout']:.0f} s limit",
@@ -177,7 +178,8 @@ def metadata(args: argparse.Namespace, selected: int) -> dict[str, Any]:
     commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
     return {"command": "python benchmarks/clients.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "versions": versions, "python": platform.python_version(),
+            "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "versions": versions,
+            "python": platform.python_version(),
             "machine": f"{platform.system()} {platform.machine()}", "cpu_count": os.cpu_count(),
             "timeout": args.timeout, "ratio": args.ratio, "selected": selected, "done": 0}
 

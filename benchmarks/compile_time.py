@@ -171,7 +171,7 @@ def time_fxprune(model: nn.Module, inputs: tuple[torch.Tensor, ...], ratio: floa
 
 def _tp_pruner_class(tp: Any) -> type:
     """Return Torch-Pruning's magnitude pruner class for the installed version."""
-    pruner_cls = getattr(tp.pruner, "BasePruner", None) or getattr(tp.pruner, "MagnitudePruner")
+    pruner_cls = getattr(tp.pruner, "BasePruner", None) or tp.pruner.MagnitudePruner
     return pruner_cls
 
 

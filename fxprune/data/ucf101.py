@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
 from fxprune.data.clips import KINETICS_MEAN, KINETICS_STD, PAD_MODES, SAMPLINGS, frames_to_clip, sample_indices
 from fxprune.data.layout import index_videos

@@ -51,7 +51,7 @@ def max_difference(first: nn.Module, second: nn.Module, example_inputs: tuple[An
     if len(outputs[0]) != len(outputs[1]):
         return float("inf")
     worst = 0.0
-    for a, b in zip(*outputs):
+    for a, b in zip(*outputs, strict=True):
         if a.shape != b.shape:
             return float("inf")
         if a.numel():

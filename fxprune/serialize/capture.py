@@ -34,7 +34,7 @@ def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bo
         if shapes is not None:
             try:
                 return torch.export.export(module, doubled_batch(inputs), dynamic_shapes=shapes), True
-            except Exception as error:  # the model fixes its batch size: keep the example's
+            except Exception as error:  # noqa: BLE001 - the model fixes its batch size: keep the example's
                 warnings.warn(f"fxprune.save: the batch axis cannot be dynamic ({first_line(error)}); "
                               "the archive accepts the example's batch size only", stacklevel=3)
     try:
@@ -54,9 +54,9 @@ def check_program(module: nn.Module, program: Any, inputs: tuple[Any, ...]) -> N
     with torch.no_grad():
         expected = _tensors(module(*inputs))
         actual = _tensors(program.module()(*inputs))
-    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual)):
+    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=True)):
         raise ExportError("the exported program's outputs differ in structure or shape from the module's")
-    for e, a in zip(expected, actual):
+    for e, a in zip(expected, actual, strict=True):
         if e.is_floating_point():
             error = (e - a).abs().max().item() if e.numel() else 0.0
             if not error <= _TOLERANCE * max(1.0, e.abs().max().item()):
