@@ -20,12 +20,12 @@ from torch.utils._pytree import tree_flatten
 from ..errors import InputError, TraceError
 from .capture_export import eval_mode, export_graph, first_line, fresh_inputs
 from .capture_fx import check_arguments, normalize_inputs, trace
+from .compare import value_difference
 from .shapes import propagate_shapes
 
 __all__ = ["Capture", "FRONT_ENDS", "capture", "normalize_inputs", "trace"]
 
 FRONT_ENDS = ("auto", "fx", "export")
-_TOLERANCE = 1e-4  # relative to the output's magnitude, as the oracle
 
 
 @dataclass(frozen=True)
@@ -156,9 +156,9 @@ def _mismatch(module: fx.GraphModule, inputs: tuple[Any, ...], expected: Any) ->
             continue
         if a.shape != b.shape or a.dtype != b.dtype:
             return f"returns a {tuple(b.shape)} tensor where the model returns {tuple(a.shape)}"
-        if a.is_floating_point() and a.numel():
-            difference = (a - b).abs().max().item()
-            if not difference <= _TOLERANCE * max(1.0, a.abs().max().item()):
+        if a.is_floating_point():
+            difference = value_difference(a, b)
+            if difference is not None:
                 return f"computes other values than the model (max difference {difference:.3g})"
         elif not torch.equal(a, b):
             return "computes other values than the model"
