@@ -88,15 +88,21 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _failed(r: dict[str, Any]) -> str:
+    """The failure in a table cell: the stage and the error's first 100 characters (the notes have it all)."""
+    error = str(r.get("error"))
+    return _cell(f"failed ({r.get('stage')}): {error[:100]}{'...' if len(error) > 100 else ''}")
+
+
 def _fx_status(r: dict[str, Any]) -> str:
     if r["status"] == "failed":
-        return _cell(f"failed ({r.get('stage')}): {r.get('error')}")
+        return _failed(r)
     return {"ok": "ok", "inexact": "inexact", "shape": "output shapes differ"}[r["status"]]
 
 
 def _tp_status(r: dict[str, Any]) -> str:
     if r["status"] == "failed":
-        return _cell(f"failed ({r.get('stage')}): {r.get('error')}")
+        return _failed(r)
     return "runs, shapes kept" if r["status"] == "ok" else "runs, output shapes differ"
 
 
@@ -116,8 +122,18 @@ def table_rows(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    """The report: header, summary counts, the side-by-side table and the notes on failures."""
+FINDINGS = ("<!-- findings: written by hand, kept when the table is regenerated -->", "<!-- /findings -->")
+
+
+def kept_findings(path: Path) -> tuple[str, ...]:
+    """The hand-written findings block of an earlier report, markers included (none: ())."""
+    text = path.read_text() if path.exists() else ""
+    start, end = text.find(FINDINGS[0]), text.find(FINDINGS[1])
+    return (*text[start:end + len(FINDINGS[1])].splitlines(), "") if 0 <= start < end else ()
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], findings: tuple[str, ...] = ()) -> str:
+    """The report: header, summary counts, findings, the side-by-side table and the notes on failures."""
     fx_ok = sum(r["fxprune"]["status"] == "ok" for r in rows)
     tp_ok = sum(r.get("torch-pruning", {}).get("status") == "ok" for r in rows)
     small = sum(r["fxprune"]["status"] == "ok" and (r["fxprune"].get("params_ratio") or 1) < 0.9 for r in rows)
@@ -126,8 +142,9 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "# Client-library models: fxprune and Torch-Pruning side by side",
         "",
         f"- command: `{meta['command']}`",
-        f"- fxprune commit {meta['commit']}, date: {meta['date']}; "
+        f"- fxprune commit {meta.get('commit', 'unknown')}, date: {meta['date']}; "
         f"{meta['done']} of {meta['selected']} selected models measured",
+        *([f"- then re-measured: {meta['updated']}"] if "updated" in meta else []),
         f"- {versions}; python {meta['python']}",
         f"- machine: {meta['machine']}, {meta['cpu_count']} cores shared with other jobs; each model and tool in its "
         f"own subprocess with 1 torch thread and a {meta['timeout']:.0f} s limit",
@@ -135,6 +152,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         f"- fxprune: {fx_ok} ok of {len(rows)} (oracle-exact, output structure kept), {small} of them with params "
         f"ratio < 0.9; Torch-Pruning: {tp_ok} of {len(rows)} prune, run and keep the output shapes",
         "",
+        *findings,
         "fxprune columns: *front end* that `capture=\"auto\"` chose, *capture s* of `fxprune.capture` (with its check "
         "against the model), channel groups prunable / frozen and params / MACs ratios (after / before) of the "
         "default-mode compile, the exact-mode oracle error (`fxprune.verify`: max abs difference between the pruned "
@@ -159,6 +177,10 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         fx = row["fxprune"]
         parts = [f"left {_cell(left)[:160]}" for left in fx.get("left", [])]
+        for tool in TOOLS:
+            result = row.get(tool, {})
+            if result.get("status") == "failed":
+                parts.append(f"{tool} failed ({result.get('stage')}): {_cell(str(result.get('error')))}")
         if fx["status"] == "ok" and (fx.get("params_ratio") or 1) >= 0.9:
             reasons = "; ".join(f"{n} x {_cell(k)}" for k, n in list(fx.get("frozen_reasons", {}).items())[:3])
             parts.append(f"params ratio {fx['params_ratio']:.3f}: frozen groups: {reasons}")
@@ -184,6 +206,17 @@ def metadata(args: argparse.Namespace, selected: int) -> dict[str, Any]:
             "timeout": args.timeout, "ratio": args.ratio, "selected": selected, "done": 0}
 
 
+def _start(args: argparse.Namespace, selected: int) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The report's header and the rows kept from an earlier run (``--update``), by model."""
+    meta = metadata(args, selected)
+    if not (args.update and args.json.exists()):
+        return meta, {}
+    previous = json.loads(args.json.read_text())
+    updated = f"{meta['date']}, `{meta['command']}`, fxprune commit {meta['commit']}"
+    meta = {**{k: v for k, v in previous.items() if k != "models"}, "updated": updated}
+    return meta, {row["model"]: row for row in previous["models"]}
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", help="comma-separated registry names (default: every model)")
@@ -192,6 +225,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per model and tool (default 300)")
     parser.add_argument("--out", type=Path, default=DEFAULT_MD)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
+    parser.add_argument("--update", action="store_true",
+                        help="re-measure only the --models given and keep the other rows of --json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--tool", choices=TOOLS, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -208,18 +243,20 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"unknown model(s): {', '.join(unknown)}; see benchmarks/clients/models.py")
     tools = args.tools.split(",")
-    meta = metadata(args, len(selected))
-    rows: list[dict[str, Any]] = []
+    meta, kept = _start(args, len(selected))
+    findings = kept_findings(args.out)
     for index, name in enumerate(selected, 1):
-        row: dict[str, Any] = {"model": name, "library": INFO[name].library, "fxprune": {"status": "skipped"}}
+        fresh_row = {"model": name, "library": INFO[name].library, "fxprune": {"status": "skipped"}}
+        row: dict[str, Any] = {**fresh_row, **kept.get(name, {})}  # --update: the other tool's result stays
         for tool in tools:
             row[tool] = run_child(name, tool, args.ratio, args.timeout)
-        rows.append(row)
-        meta["done"] = index
+        kept[name] = row
+        rows = [kept[n] for n in names() if n in kept]
+        meta["done"] = len(rows)
         progress = "; ".join(f"{t} {row[t]['status']} {row[t]['wall_s']:.0f}s" for t in tools)
         print(f"[{index}/{len(selected)}] {name}: {progress}", file=sys.stderr, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(markdown(rows, meta))  # partial results survive an interrupted run
+        args.out.write_text(markdown(rows, meta, findings))  # partial results survive an interrupted run
         args.json.write_text(json.dumps({**meta, "models": rows}, indent=1) + "\n")
     return 0 if all(r["fxprune"]["status"] == "ok" for r in rows) else 1
 

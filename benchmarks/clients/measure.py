@@ -35,10 +35,10 @@ DEFAULT_HEAD_WIDTH = {"smp": 4, "ultralytics": 80}
 
 
 def error_text(exc: BaseException) -> str:
-    """``Class: first line of the message``, at most 200 characters."""
-    text = str(exc).strip()
-    first = text.splitlines()[0] if text else ""
-    return f"{type(exc).__name__}: {first}"[:200]
+    """``Class: message``, its lines joined by `` / `` (a TraceError names each front end's failure on
+    a line of its own), at most 600 characters."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {' / '.join(lines)}"[:600]
 
 
 def fresh(inputs: tuple[Any, ...]) -> tuple[Any, ...]:
