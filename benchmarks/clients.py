@@ -144,7 +144,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], findings: tuple[s
         f"- command: `{meta['command']}`",
         f"- fxprune commit {meta.get('commit', 'unknown')}, date: {meta['date']}; "
         f"{meta['done']} of {meta['selected']} selected models measured",
-        *([f"- then re-measured: {meta['updated']}"] if "updated" in meta else []),
+        *(f"- then re-measured: {update}" for update in meta.get("updated", [])),
         f"- {versions}; python {meta['python']}",
         f"- machine: {meta['machine']}, {meta['cpu_count']} cores shared with other jobs; each model and tool in its "
         f"own subprocess with 1 torch thread and a {meta['timeout']:.0f} s limit",
@@ -189,6 +189,13 @@ def notes(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _command(argv: list[str]) -> str:
+    """The command line as the report shows it; a long --models list is counted, not spelled out."""
+    shown = [f"<{a.count(',') + 1} models>" if i and argv[i - 1] == "--models" and a.count(",") > 3 else shlex.quote(a)
+             for i, a in enumerate(argv)]
+    return " ".join(["python benchmarks/clients.py", *shown])
+
+
 def metadata(args: argparse.Namespace, selected: int) -> dict[str, Any]:
     """The report's header: command, versions, machine."""
     versions = {}
@@ -199,7 +206,7 @@ def metadata(args: argparse.Namespace, selected: int) -> dict[str, Any]:
             versions[package] = "not installed"
     commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
-    return {"command": "python benchmarks/clients.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    return {"command": _command(sys.argv[1:]),
             "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "versions": versions,
             "python": platform.python_version(),
             "machine": f"{platform.system()} {platform.machine()}", "cpu_count": os.cpu_count(),
@@ -212,7 +219,7 @@ def _start(args: argparse.Namespace, selected: int) -> tuple[dict[str, Any], dic
     if not (args.update and args.json.exists()):
         return meta, {}
     previous = json.loads(args.json.read_text())
-    updated = f"{meta['date']}, `{meta['command']}`, fxprune commit {meta['commit']}"
+    updated = [*previous.get("updated", []), f"{meta['date']}, `{meta['command']}`, fxprune commit {meta['commit']}"]
     meta = {**{k: v for k, v in previous.items() if k != "models"}, "updated": updated}
     return meta, {row["model"]: row for row in previous["models"]}
 
