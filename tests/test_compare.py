@@ -77,3 +77,27 @@ def test_save_and_capture_checks_agree_on_values() -> None:
     shifted = (expected[0] + 0.1, expected[1])
     assert _mismatch(graph, (x,), shifted) == "computes other values than the model (max difference 0.1)"
     assert _mismatch(graph, (x,), (expected[0], expected[1] + 1)) == "computes other values than the model"
+
+
+class _EditsItsListInput(nn.Module):
+    """Replaces the clips of its list input in place, as pytorchvideo's SlowFast stem does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, clips: list[torch.Tensor]) -> torch.Tensor:
+        for i in range(len(clips)):
+            clips[i] = self.stem(clips[i])
+        return self.head(clips[0] + clips[1])
+
+
+def test_the_oracle_gives_each_module_its_own_list_input() -> None:
+    import fxprune
+
+    torch.manual_seed(0)
+    model = _EditsItsListInput().eval()
+    inputs = ([torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)],)
+    result = fxprune.compile(model, 0.5, example_inputs=inputs, capture="export", exact=True)
+    assert result.module.stem.out_channels == 4
+    assert fxprune.verify(model, result, inputs) < 1e-5

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..ir.parametrized import bake_parametrizations, deepcopy_module
+from .capture_export import fresh_inputs
 from .compare import tensor_leaves
 from .groups import Groups
 from .plan import Plan, keep_mask
@@ -46,7 +47,7 @@ def max_difference(first: nn.Module, second: nn.Module, example_inputs: tuple[An
     for module in (first, second):
         module = deepcopy_module(module).eval()
         with torch.no_grad():
-            outputs.append(tensor_leaves(module(*example_inputs)))
+            outputs.append(tensor_leaves(module(*fresh_inputs(example_inputs))))  # forwards may edit a list input
     if len(outputs[0]) != len(outputs[1]):
         return float("inf")
     worst = 0.0
