@@ -135,7 +135,8 @@ def kept_findings(path: Path) -> tuple[str, ...]:
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], findings: tuple[str, ...] = ()) -> str:
     """The report: header, summary counts, findings, the side-by-side table and the notes on failures."""
     fx_ok = sum(r["fxprune"]["status"] == "ok" for r in rows)
-    tp_ok = sum(r.get("torch-pruning", {}).get("status") == "ok" for r in rows)
+    tp_rows = [r for r in rows if r.get("torch-pruning")]
+    tp_ok = sum(r["torch-pruning"]["status"] == "ok" for r in tp_rows)
     small = sum(r["fxprune"]["status"] == "ok" and (r["fxprune"].get("params_ratio") or 1) < 0.9 for r in rows)
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
     lines = [
@@ -150,7 +151,7 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any], findings: tuple[s
         f"own subprocess with 1 torch thread and a {meta['timeout']:.0f} s limit",
         f"- ratio {meta['ratio']}; fxprune oracle tolerance 1e-4 x max(1, |output|)",
         f"- fxprune: {fx_ok} ok of {len(rows)} (oracle-exact, output structure kept), {small} of them with params "
-        f"ratio < 0.9; Torch-Pruning: {tp_ok} of {len(rows)} prune, run and keep the output shapes",
+        f"ratio < 0.9; Torch-Pruning: {tp_ok} of the {len(tp_rows)} it ran on prune, run and keep the output shapes",
         "",
         *findings,
         "fxprune columns: *front end* that `capture=\"auto\"` chose, *capture s* of `fxprune.capture` (with its check "
