@@ -12,6 +12,7 @@ Example::
 
     python3 benchmarks/shape_time.py
     python3 benchmarks/shape_time.py --models resnet50 densenet121 --against /work/main --capture fx export
+    python3 benchmarks/shape_time.py --models timm/densenet121 --size 128  # with the clients extra
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 import torchvision
-from torch import fx
+from torch import fx, nn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -80,9 +81,19 @@ def medians(timers: dict[str, Callable[[], Any]], repeat: int) -> dict[str, floa
     return {name: statistics.median(values) for name, values in runs.items()}
 
 
-def bench(name: str, front_end: str, baseline: ModuleType | None, repeat: int, compile_too: bool) -> dict[str, Any]:
-    model = getattr(torchvision.models, name)(weights=None).eval()
-    inputs = (torch.randn(1, 3, 224, 224),)
+def build(name: str) -> nn.Module:
+    """A torchvision model by name, or a timm one as ``timm/<name>`` (random weights, eval mode)."""
+    if name.startswith("timm/"):
+        import timm  # the clients extra
+
+        return timm.create_model(name[len("timm/"):], pretrained=False).eval()
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def bench(name: str, front_end: str, baseline: ModuleType | None, repeat: int, compile_too: bool,
+          size: int) -> dict[str, Any]:
+    model = build(name)
+    inputs = (torch.randn(1, 3, size, size),)
     module = capture(model, inputs, front_end=front_end, check=False).module
     timers: dict[str, Callable[[], Any]] = {
         "rules s": lambda: propagate_shapes(module, inputs),
@@ -106,7 +117,9 @@ def bench(name: str, front_end: str, baseline: ModuleType | None, repeat: int, c
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["resnet50", "densenet121"], help="torchvision model names")
+    parser.add_argument("--models", nargs="+", default=["resnet50", "densenet121"],
+                        help="torchvision model names, or timm/<name> (needs timm)")
+    parser.add_argument("--size", type=int, default=224, help="input height and width (default 224)")
     parser.add_argument("--capture", nargs="+", default=["fx"], choices=("fx", "export"), help="front ends")
     parser.add_argument("--repeat", type=int, default=5, help="timed rounds (after one warm-up round)")
     parser.add_argument("--against", type=Path, default=None, metavar="PATH",
@@ -116,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     baseline = load_baseline(args.against.resolve()) if args.against is not None else None
-    rows = [bench(m, f, baseline, args.repeat, not args.no_compile) for m in args.models for f in args.capture]
+    rows = [bench(m, f, baseline, args.repeat, not args.no_compile, args.size) for m in args.models
+            for f in args.capture]
     columns = list(rows[0])
     print(" | ".join(columns))
     for row in rows:

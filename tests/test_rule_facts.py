@@ -103,6 +103,16 @@ def test_stated_shapes_match_fake_propagation_on_export_graphs(name: str) -> Non
     assert _mismatches(module, inputs) == []
 
 
+def test_every_aten_spelling_reaches_a_rule() -> None:
+    # An overload is spelled as a torch function or method so that its rule, and every fact
+    # on it, applies: a spelling whose target has no rule would only rename a freeze.
+    from fxprune.rules.spelling import ATEN_SPELLINGS
+
+    ruleless = [str(overload) for overload, spelling in ATEN_SPELLINGS.items() if spelling.adapt is None
+                and spelling.target not in (RULES.methods if isinstance(spelling.target, str) else RULES.functions)]
+    assert ruleless == []
+
+
 def test_the_suite_exercises_every_stated_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     answered = _stated_nodes(monkeypatch)
     kinds: set[str] = set()

@@ -196,7 +196,7 @@ register_function(torch.zeros_like, torch.ones_like, torch.empty_like, torch.ful
 register_method(
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "log", "sqrt", "rsqrt", "abs",
     "neg", "clamp", "clamp_", "clip", "clamp_min", "clamp_max", "square", "reciprocal", "sign",
-    "clone", "detach", "hardtanh_", "nan_to_num", "erf", "exp_", "pow_", "zero_", rule=VALUEWISE)
+    "clone", "detach", "hardtanh_", "leaky_relu_", "nan_to_num", "erf", "exp_", "pow_", "zero_", rule=VALUEWISE)
 register_method("contiguous", "float", "double", "half", "bfloat16", "to", "type", "type_as", "requires_grad_",
                 rule=PASSTHROUGH)
 register_function(
@@ -209,7 +209,7 @@ register_function(
     torch.addcdiv, torch.eq, torch.ne, torch.lt, torch.le, torch.gt, torch.ge, torch.masked_fill, rule=BROADCAST)
 register_method("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", rule=ARITHMETIC)
 register_method("pow", "masked_fill", "masked_fill_", "where", "lerp", "addcmul", "addcdiv", "expand_as",
-                "eq", "ne", "lt", "le", "gt", "ge", rule=BROADCAST)
+                "eq", "ne", "lt", "le", "gt", "ge", "eq_", "ne_", "lt_", "le_", "gt_", "ge_", rule=BROADCAST)
 register_function(torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min, torch.std,
                   torch.var, torch.prod, torch.logsumexp, torch.nansum, torch.nanmean,
                   torch.all, torch.any, rule=Rule(reduction))
