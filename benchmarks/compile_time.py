@@ -198,7 +198,7 @@ def time_torch_export(model: nn.Module, inputs: tuple[torch.Tensor, ...], repeat
 
 def _tp_pruner_class(tp: Any) -> type:
     """Return Torch-Pruning's magnitude pruner class for the installed version."""
-    pruner_cls = getattr(tp.pruner, "BasePruner", None) or getattr(tp.pruner, "MagnitudePruner")
+    pruner_cls = getattr(tp.pruner, "BasePruner", None) or tp.pruner.MagnitudePruner
     return pruner_cls
 
 
