@@ -286,7 +286,8 @@ def bench_model(name: str, shape: tuple[int, ...], args: argparse.Namespace) -> 
             notes.append(f"fxprune failed: {type(exc).__name__}: {str(exc)[:120]}")
         if args.export:
             try:
-                row.export_s, row.export_check_s, _ = time_fxprune(model, inputs, args.ratio, args.repeat, capture="export")
+                row.export_s, row.export_check_s, _ = time_fxprune(
+                    model, inputs, args.ratio, args.repeat, capture="export")
                 row.torch_export_s = time_torch_export(model, inputs, args.repeat)
             except Exception as exc:  # noqa: BLE001
                 notes.append(f"export path failed: {type(exc).__name__}: {str(exc)[:120]}")
@@ -323,14 +324,16 @@ def format_table(rows: list[Row]) -> str:
     for r in rows:
         lines.append(
             f"{r.model:16s} {_fmt(r.nodes, 'd'):>5s} {_fmt(r.params, ',d'):>11s} "
-            f"{_fmt(r.fxprune_s, '.3f'):>7s} {_fmt(r.check_s, '.3f'):>7s} {_fmt(r.export_s, '.3f'):>8s} {_fmt(r.export_check_s, '.3f'):>7s} "
+            f"{_fmt(r.fxprune_s, '.3f'):>7s} {_fmt(r.check_s, '.3f'):>7s} "
+            f"{_fmt(r.export_s, '.3f'):>8s} {_fmt(r.export_check_s, '.3f'):>7s} "
             f"{_fmt(r.torch_export_s, '.3f'):>10s} {_fmt(r.export_overhead, '.2f'):>9s} "
             f"{_fmt(r.fxprune_params_ratio, '.3f'):>10s} {_fmt(r.tp_s, '.3f'):>7s} "
             f"{_fmt(r.tp_params_ratio, '.3f'):>10s} {_fmt(r.speedup, '.2f'):>6s}  {r.note}")
     speedups = geomean([r.speedup for r in rows])
+    overheads = geomean([r.export_overhead for r in rows])
     if len(rows) > 1 and speedups is not None:
         lines.append(f"geomean tp/fx (fxprune without the capture check): {speedups:.2f}x; "
-                     f"geomean export path (without its check) / torch.export: {_fmt(geomean([r.export_overhead for r in rows]), '.2f')}x")
+                     f"geomean export path (without its check) / torch.export: {_fmt(overheads, '.2f')}x")
     return "\n".join(lines)
 
 
