@@ -27,11 +27,12 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import torch
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
 
-import torch
-from fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate
+from fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate  # noqa: E402  (tests/ on sys.path)
 
 
 def draw_example(seed: int, index: int) -> tuple[NetSpec, float, int | None]:

@@ -44,7 +44,8 @@ from fxprune.rules import lookup  # noqa: E402
 def load_baseline(path: Path) -> ModuleType:
     """Import the fxprune package under ``path`` as ``fxprune_baseline``, beside this checkout's."""
     init = path / "fxprune" / "__init__.py"
-    spec = importlib.util.spec_from_file_location("fxprune_baseline", init, submodule_search_locations=[str(init.parent)])
+    spec = importlib.util.spec_from_file_location("fxprune_baseline", init,
+                                                  submodule_search_locations=[str(init.parent)])
     if spec is None or spec.loader is None:
         raise SystemExit(f"no fxprune package under {path}")
     module = importlib.util.module_from_spec(spec)

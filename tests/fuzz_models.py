@@ -165,7 +165,7 @@ class FuzzNet(nn.Module):
             values.append(extra)
         elif self.spec.form == "list":
             values.extend(extra[i] for i in range(len(self.spec.inputs_shapes) - 1))
-        for op, layer in zip(self.spec.ops, self.layers):
+        for op, layer in zip(self.spec.ops, self.layers, strict=True):
             values.extend(_APPLY[op.kind](self.spec, op, layer, [values[i] for i in op.src]))
         outputs = tuple(values[i] for i in self.spec.outputs)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -551,7 +551,7 @@ def _split(b: _Builder, src: int) -> None:
     how = d.choice(["split", "chunk", "slice", "split_int"])
     if how == "split":
         cut = sorted({d.int(1, c - 1) for _ in range(d.int(1, 2))})
-        sizes = [hi - lo for lo, hi in zip([0, *cut], [*cut, c])]
+        sizes = [hi - lo for lo, hi in zip([0, *cut], [*cut, c], strict=True)]
         params: dict[str, Any] = {"how": how, "sizes": sizes, "count": len(sizes)}
     elif how == "chunk":
         chunks = d.int(2, min(c, 4))

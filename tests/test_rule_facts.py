@@ -258,7 +258,7 @@ def _suite_modules() -> list[tuple[str, nn.Module, torch.Tensor]]:
         for path, module in model.named_modules():
             if module_rule(module) is not None and isinstance(getattr(module, "weight", None), torch.Tensor):
                 module.register_forward_pre_hook(
-                    lambda m, args, path=path: calls.append((path, m, args[0])) if args else None)
+                    lambda m, args, path=path, calls=calls: calls.append((path, m, args[0])) if args else None)
         with torch.no_grad():
             model(*CASES[name].inputs())
         for path, module, x in calls:
@@ -273,7 +273,7 @@ def _folds_through_weight(module: nn.Module, x: torch.Tensor) -> bool:
     if isinstance(module, nn.modules.conv._ConvNd):
         module = copy.deepcopy(module)
         module.padding = (0,) * len(module.kernel_size)
-        spans = [d * (k - 1) + 1 for d, k in zip(module.dilation, module.kernel_size)]
+        spans = [d * (k - 1) + 1 for d, k in zip(module.dilation, module.kernel_size, strict=True)]
         x = torch.randn(2, module.in_channels, *spans)
     axis = x.dim() - 1 if isinstance(module, nn.Linear) else 1
     weight = module.weight.detach()

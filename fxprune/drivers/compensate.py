@@ -121,7 +121,8 @@ def _contracted_axes(traced: fx.GraphModule, targets: set[str]) -> dict[str, tup
     for node in traced.graph.nodes:
         if node.op == "call_module" and node.target in targets:
             module = traced.get_submodule(node.target)
-            axis = module_rule(module).contracts(node, module)
+            rule = module_rule(module)  # one that mixes channels (see _consumers), so it contracts a dim
+            axis = rule.contracts(node, module) if rule is not None and rule.contracts is not None else None
             if axis is None:
                 raise InputError(f"compensate_bias needs the shapes of {node.format_node()}: pass a result of "
                                  "fxprune.compile, whose traced module carries them")

@@ -44,7 +44,7 @@ def estimate_params(module: nn.Module, groups: Groups, keep: np.ndarray) -> int:
 
 def _contracted_dim(node: fx.Node, modules: dict[str, nn.Module]) -> int | None:
     """The input dim the node sums over as a whole, as its rule states (``Rule.contracts``)."""
-    module = modules.get(node.target) if node.op == "call_module" else None
+    module = modules.get(str(node.target)) if node.op == "call_module" else None
     rule = lookup(node, module) if node.op != "call_module" or module is not None else None
     return rule.contracts(node, module) if rule is not None and rule.contracts is not None else None
 
@@ -62,7 +62,7 @@ def estimate_macs(module: fx.GraphModule, groups: Groups, keep: np.ndarray) -> i
         fraction = _kept_fraction(layout, keep)
         dim = _contracted_dim(node, modules)
         source = groups.layouts.get(node.args[0]) if dim is not None else None
-        if isinstance(source, Layout):
+        if isinstance(source, Layout) and dim is not None:
             fraction *= _kept_fraction(source, keep, {dim})
         total += flops * fraction
     return int(total) // 2

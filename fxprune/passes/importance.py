@@ -7,7 +7,7 @@ score: planning is elsewhere.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ from .groups import ChannelGroup, Groups
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 
-Importance = Callable[[ChannelGroup, nn.Module], Union[torch.Tensor, np.ndarray, list]]
+Importance = Callable[[ChannelGroup, nn.Module], torch.Tensor | np.ndarray | list]
 
 
 def _per_channel(group: ChannelGroup, module: nn.Module, power: int) -> np.ndarray:
@@ -65,8 +65,9 @@ def bn_scale(group: ChannelGroup, module: nn.Module) -> np.ndarray:
     found = False
     for member in group.members:
         owner = module.get_submodule(member.module) if member.module else module
-        if _is_norm(owner) and member.tensor.endswith(".weight") and owner.weight is not None:
-            values = owner.weight.detach().abs().double().reshape(-1).cpu().numpy()
+        weight = getattr(owner, "weight", None)
+        if _is_norm(owner) and member.tensor.endswith(".weight") and isinstance(weight, torch.Tensor):
+            values = weight.detach().abs().double().reshape(-1).cpu().numpy()
             scores += np.bincount(member.channels, weights=values, minlength=group.size)
             found = True
     return scores if found else l1(group, module)

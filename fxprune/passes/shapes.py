@@ -16,8 +16,12 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensorMode,
-                                           unset_fake_temporarily)
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+    unset_fake_temporarily,
+)
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode
@@ -145,4 +149,4 @@ def _mutable(value: Any) -> Any:
 
 
 def _failing_node(module: fx.GraphModule, prop: _ShapeProp) -> str:
-    return prop.current.format_node() if prop.current is not None else "the model's inputs"
+    return (prop.current.format_node() if prop.current is not None else None) or "the model's inputs"

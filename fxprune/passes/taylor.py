@@ -25,6 +25,7 @@ from .groups import ChannelGroup, Groups
 
 __all__ = ["Taylor"]
 
+
 class Taylor:
     """Taylor importance from calibration batches, usable as ``compile(importance=Taylor(...))``.
 
@@ -59,9 +60,10 @@ class Taylor:
             loss = self.loss_fn(activations.pop("__output__"), target)
             names = list(activations)
             grads = torch.autograd.grad(loss, [activations[n] for n in names], allow_unused=True)
-            for name, grad in zip(names, grads):
-                if grad is not None and isinstance(layouts.get(name), Layout):
-                    _accumulate(totals, lookup, layouts[name], activations[name].detach() * grad)
+            for name, grad in zip(names, grads, strict=True):
+                layout = layouts.get(name)
+                if grad is not None and isinstance(layout, Layout):
+                    _accumulate(totals, lookup, layout, activations[name].detach() * grad)
             samples += _batch_size(inputs)
         if samples == 0:
             raise InputError("Taylor importance got no calibration batches")
@@ -89,7 +91,7 @@ def _is_producer(node: fx.Node, module: fx.GraphModule) -> bool:
     """Whether the node's rule says its output is a channel space its weights make (``Rule.producer``)."""
     if node.op not in ("call_module", "call_function", "call_method"):
         return False
-    rule = lookup(node, module.get_submodule(node.target) if node.op == "call_module" else None)
+    rule = lookup(node, module.get_submodule(str(node.target)) if node.op == "call_module" else None)
     return rule is not None and rule.producer
 
 
@@ -107,9 +109,10 @@ class _Capture(fx.Interpreter):
             self.kept[n.name] = result
         return result
 
-    def run(self, *args: Any) -> dict[str, Any]:
+    def run(self, *args: Any, initial_env: dict[fx.Node, Any] | None = None,
+            enable_io_processing: bool = True) -> dict[str, Any]:
         with torch.enable_grad():
-            output = super().run(*args)
+            output = super().run(*args, initial_env=initial_env, enable_io_processing=enable_io_processing)
         return {**self.kept, "__output__": output}
 
 

@@ -6,6 +6,7 @@ import operator
 from typing import Any
 
 import numpy as np
+from torch import fx
 
 from ..ir.layout import Block, Layout
 from .context import PropagateContext, RewriteContext
@@ -33,7 +34,7 @@ def slice_layout(ctx: PropagateContext, layout: Layout, cuts: dict[int, slice],
 def getitem(ctx: PropagateContext) -> Any:
     """Indexing a tuple picks a layout; indexing a tensor slices its ids."""
     container = ctx.layout(ctx.node.args[0])
-    index = ctx.node.args[1]
+    index: Any = ctx.node.args[1]  # an int for a tuple, any index expression for a tensor
     if isinstance(container, (tuple, list)):
         return container[index]
     if not isinstance(container, Layout):
@@ -82,7 +83,7 @@ def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int]
 
 def getitem_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
     source, index = ctx.node.args
-    layout = ctx.layouts.get(source)
+    layout = ctx.layouts.get(source) if isinstance(source, fx.Node) else None
     if not isinstance(layout, Layout):
         return ctx.node.target, ctx.node.args, ctx.node.kwargs
     plan = _index_plan(index, len(layout.shape))
@@ -106,7 +107,8 @@ def getitem_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
 def _reinsert(items: list[Any], slices: list[slice], rank: int) -> tuple:
     """Rebuild an index tuple with every slice replaced, in order, keeping None/int/Ellipsis."""
     explicit = sum(1 for i in items if i is not None and i is not Ellipsis)
-    out, queue = [], list(slices)
+    out: list[Any] = []
+    queue = list(slices)
     for item in items:
         if item is Ellipsis:
             out.extend(queue.pop(0) for _ in range(rank - explicit))

@@ -115,7 +115,9 @@ def _layer_input(module: nn.Module, args: tuple, kwargs: dict) -> torch.Tensor |
 
 def linear_output(module: nn.Module | None, args: tuple, kwargs: dict) -> tuple[Any, int] | None:
     """An ``nn.Linear`` call by formula: the FLOP counter's count is 2 * rows * in * out."""
-    x = _layer_input(module, args, kwargs) if type(module) is nn.Linear else None
+    if not isinstance(module, nn.Linear) or type(module) is not nn.Linear:  # a subclass may compute otherwise
+        return None
+    x = _layer_input(module, args, kwargs)
     if x is None or x.dim() < 1 or x.shape[-1] != module.in_features:
         return None
     rows = x.numel() // module.in_features
@@ -128,7 +130,9 @@ def conv_output(module: nn.Module | None, args: tuple, kwargs: dict) -> tuple[An
     The FLOP count is ``conv_flop_count``'s, which needs the weight's shape only.
     Transposed convs and subclasses run on fake tensors.
     """
-    x = _layer_input(module, args, kwargs) if type(module) in (nn.Conv1d, nn.Conv2d, nn.Conv3d) else None
+    if not isinstance(module, nn.modules.conv._ConvNd) or type(module) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        return None
+    x = _layer_input(module, args, kwargs)
     if x is None:
         return None
     spatial = x.dim() - 2
@@ -141,10 +145,10 @@ def conv_output(module: nn.Module | None, args: tuple, kwargs: dict) -> tuple[An
     return out, conv_flop_count(list(x.shape), list(module.weight.shape), list(out.shape))
 
 
-def _conv_size(size: int, conv: nn.Module, dim: int) -> int:
+def _conv_size(size: int, conv: nn.modules.conv._ConvNd, dim: int) -> int:
     padding = conv.padding
     if padding == "same":
         return size
-    pad = 0 if padding == "valid" else padding[dim]
+    pad = 0 if isinstance(padding, str) else padding[dim]  # "valid"
     span = conv.dilation[dim] * (conv.kernel_size[dim] - 1) + 1
     return (size + 2 * pad - span) // conv.stride[dim] + 1

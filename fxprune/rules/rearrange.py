@@ -9,6 +9,8 @@ freezes what it rolls.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -117,7 +119,7 @@ def glu(ctx: PropagateContext) -> Layout:
     """a * sigmoid(b) for the two halves of ``dim``: channel i of each half is one channel."""
     layout = ctx.layout(ctx.node.args[0])
     rank = len(layout.shape)
-    dim = int(ctx.module.dim if ctx.module is not None else ctx.arg(1, "dim", -1)) % rank
+    dim = int(cast(nn.GLU, ctx.module).dim if ctx.module is not None else ctx.arg(1, "dim", -1)) % rank
     blocks = [b for b in layout.blocks if dim not in b.dims]
     ids = _channel_ids(ctx, layout, dim, "GLU")
     if ids is not None:
@@ -137,7 +139,7 @@ def permute(ctx: PropagateContext) -> Layout:
 
 def _permutation(ctx: PropagateContext, rank: int) -> list[int]:
     name = getattr(ctx.node.target, "__name__", ctx.node.target)
-    args = ctx.node.args[1:]
+    args: Any = ctx.node.args[1:]
     if name in ("transpose", "swapaxes", "swapdims"):
         a, b = (int(ctx.arg(i, k)) % rank for i, k in ((1, "dim0"), (2, "dim1")))
         order = list(range(rank))
@@ -150,7 +152,7 @@ def _permutation(ctx: PropagateContext, rank: int) -> list[int]:
         src = [src] if isinstance(src, int) else list(src)
         dst = [dst] if isinstance(dst, int) else list(dst)
         return _movedim_order(rank, src, dst)
-    dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    dims: Any = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
     dims = ctx.node.kwargs.get("dims", dims)
     return [int(d) % rank for d in dims]
 
@@ -159,7 +161,7 @@ def _movedim_order(rank: int, src: list[int], dst: list[int]) -> list[int]:
     src = [s % rank for s in src]
     dst = [d % rank for d in dst]
     order = [-1] * rank
-    for s, d in zip(src, dst):
+    for s, d in zip(src, dst, strict=True):
         order[d] = s
     rest = iter(d for d in range(rank) if d not in src)
     return [o if o >= 0 else next(rest) for o in order]

@@ -6,7 +6,8 @@ of tracked dims are rewritten to the kept counts.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -40,7 +41,7 @@ def _computed_size_dims(ctx: PropagateContext, rank: int) -> set[int]:
     """Output dims of a view/reshape whose size argument is computed at run time."""
     if getattr(ctx.node.target, "__name__", ctx.node.target) not in ("view", "reshape"):
         return set()
-    sizes = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
+    sizes: Any = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = sizes[0]
     if len(sizes) == 1 and isinstance(sizes[0], fx.Node):  # x.view(y.shape): all computed
@@ -52,12 +53,12 @@ def shape_rewrite(first_size_arg: int) -> Any:
     """Rewrite literal sizes (view shapes, expand sizes) of tracked output dims."""
 
     def rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
-        args = list(ctx.node.args)
+        args: list[Any] = list(ctx.node.args)
         packed = len(args) == first_size_arg + 1 and isinstance(args[first_size_arg], (tuple, list))
         sizes = list(args[first_size_arg]) if packed else args[first_size_arg:]
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
             key = "shape" if "shape" in ctx.node.kwargs else "size"
-            sizes, packed = list(ctx.node.kwargs[key]), True
+            sizes, packed = list(cast(Sequence[Any], ctx.node.kwargs[key])), True
         new = [ctx.new_size(ctx.node, d) if isinstance(s, int) and s >= 0 and ctx.kept(ctx.node, d) is not None
                else s for d, s in enumerate(sizes)]
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:

@@ -67,7 +67,8 @@ def split(ctx: PropagateContext) -> tuple[Layout, ...]:
         block = layout.block_at(dim)
         if block is not None:
             ctx.freeze(block, "unbind along channels")
-        return tuple(_without(layout, dim).renamed(tuple(o.shape), {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}) for o in outputs)
+        renames = {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}
+        return tuple(_without(layout, dim).renamed(tuple(o.shape), renames) for o in outputs)
     segments, start = [], 0
     for out in outputs:
         size = int(out.shape[dim])
