@@ -8,7 +8,7 @@ weight into a fake one costs more than the conv's whole shape formula, so statin
 the output of the common operators is most of the speed of shape propagation.
 
 Every function answers only where its output is certain in shape, dtype *and*
-strides (a later ``.view`` depends on strides): ``tests/test_output_shapes.py``
+strides (a later ``.view`` depends on strides): ``tests/test_rule_shapes.py``
 compares each stated output with fake-tensor propagation over the operator suite.
 
 Example:
