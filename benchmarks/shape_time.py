@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import statistics
 import sys
@@ -71,12 +72,18 @@ def stated_nodes(module: fx.GraphModule) -> int:
 
 
 def medians(timers: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Median seconds of each timer, run alternately ``repeat`` times after one warm-up round."""
+    """Median seconds of each timer over ``repeat`` rounds after one warm-up round.
+
+    The order rotates every round and garbage is collected before each timing, so that no
+    timer pays for the garbage of the one before it (the all-fake run leaves much).
+    """
     runs: dict[str, list[float]] = {name: [] for name in timers}
+    names = list(timers)
     for round_ in range(repeat + 1):
-        for name, fn in timers.items():
+        for name in names[round_ % len(names):] + names[:round_ % len(names)]:
+            gc.collect()
             started = time.perf_counter()
-            fn()
+            timers[name]()
             if round_:
                 runs[name].append(time.perf_counter() - started)
     return {name: statistics.median(values) for name, values in runs.items()}
