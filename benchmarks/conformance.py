@@ -1,6 +1,6 @@
 """Conformance sweep: prune every torchvision model and tabulate the outcome.
 
-For each model of the zoo table (``tests/zoo.py``), including the slow ones
+For each model of the zoo table (``fxprune/testing/zoo.py``), including the slow ones
 unless ``--fast-only`` is given, this script
 
 * compiles in exact mode at the ratio (default 0.5) and measures the oracle
@@ -38,11 +38,11 @@ from typing import Any
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT, REPO_ROOT / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(REPO_ROOT) not in sys.path:  # this checkout's fxprune, not an installed one
+    sys.path.insert(0, str(REPO_ROOT))
 
-import zoo  # noqa: E402  (tests/zoo.py, made importable above)
+from fxprune.testing import zoo  # noqa: E402
+from zoo_measure import run_forked  # noqa: E402  (benchmarks/zoo_measure.py, next to this script)
 
 DEFAULT_MD = REPO_ROOT / "docs" / "conformance.md"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "conformance.json"
@@ -181,7 +181,7 @@ def evaluate_isolated(name: str, ratio: float, timeout_s: float) -> Outcome:
     Returns:
         The child's :class:`Outcome`, or a failed one if it crashed or timed out.
     """
-    payload, exitcode = zoo.run_forked(_child, (name, ratio), timeout_s, grace_s=10.0)
+    payload, exitcode = run_forked(_child, (name, ratio), timeout_s, grace_s=10.0)
     if payload is not None:
         return Outcome(**payload)
     why = (f"TimeoutError: exceeded {timeout_s:.0f}s" if exitcode in (None, -9)

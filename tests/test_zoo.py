@@ -1,6 +1,6 @@
 """End-to-end pruning of every torchvision classification and video model.
 
-Two tests per model in the zoo table (``tests/zoo.py``):
+Tests per model in the zoo table (``fxprune/testing/zoo.py``):
 
 * ``test_exact``: ``compile(..., exact=True)`` at ratio 0.5 must match the
   masked original (``fxprune.verify``) up to float noise.
@@ -22,10 +22,7 @@ import torch
 import torchvision
 from torch import nn
 
-try:
-    import zoo
-except ImportError:  # ``tests`` imported as a package
-    from tests import zoo
+from fxprune.testing import zoo
 
 fxprune = pytest.importorskip("fxprune")
 
