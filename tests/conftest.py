@@ -2,7 +2,7 @@
 
 ``--fxprune-mutate=NAME`` patches fxprune for the whole run before any test starts, so that
 ``tests/test_mutations.py`` can show, in a subprocess, that the default tests fail on a
-broken compiler. ``--fuzz-examples=N`` shortens the fuzz test for such a run.
+broken compiler.
 """
 
 from __future__ import annotations
@@ -54,8 +54,6 @@ MUTATIONS: dict[str, Callable[[], None]] = {
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--fxprune-mutate", choices=sorted(MUTATIONS), default=None,
                      help="break fxprune on purpose for this run (tests/test_mutations.py)")
-    parser.addoption("--fuzz-examples", type=int, default=None,
-                     help="examples of tests/test_fuzz.py (default: its EXAMPLES)")
 
 
 def pytest_configure(config: pytest.Config) -> None:

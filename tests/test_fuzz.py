@@ -52,11 +52,10 @@ def _kind(outcome: str) -> str:
     return "typed" if outcome.startswith("typed: ") else outcome
 
 
-def test_compile_keeps_its_promise(request: pytest.FixtureRequest) -> None:
+def test_compile_keeps_its_promise() -> None:
     outcomes: Counter[str] = Counter()
-    examples = request.config.getoption("--fuzz-examples") or EXAMPLES
 
-    @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(spec=strategy(), ratio=st.floats(0.0, 0.9), round_to=st.sampled_from([None, 2, 4]))
     def compile_keeps_its_promise(spec: NetSpec, ratio: float, round_to: int | None) -> None:
