@@ -43,7 +43,7 @@ _COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
 #: Spellings these tests found broken, each failing its test (strict xfail: a fix must remove it).
 KNOWN_GAPS: dict[Any, str] = {
     **{getattr(aten, name).default: f"aten.{name}.default (two numbers) is spelled torch.{name}, which takes "
-       "no two numbers (operator.{name} would)" for name in _COMPARISONS},
+       f"no two numbers (operator.{name} would)" for name in _COMPARISONS},
     **{getattr(getattr(aten, f"{name}_"), overload): f"aten.{name}_ is spelled as the method {name}_, which has "
        "no rule (it freezes)" for name in _COMPARISONS for overload in ("Tensor", "Scalar")},
     aten.hardtanh_.default: "spelled as the method hardtanh_, which Tensor does not have",
