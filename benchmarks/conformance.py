@@ -47,8 +47,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # this checkout's fxprune, not an installed one
     sys.path.insert(0, str(REPO_ROOT))
 
-from fxprune.testing import zoo  # noqa: E402
 from zoo_measure import run_forked  # noqa: E402  (benchmarks/zoo_measure.py, next to this script)
+
+from fxprune.testing import zoo  # noqa: E402
 
 DEFAULT_MD = REPO_ROOT / "docs" / "conformance.md"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "conformance.json"

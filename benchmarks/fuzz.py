@@ -27,11 +27,11 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
+import torch
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # this checkout's fxprune, not an installed one
     sys.path.insert(0, str(REPO_ROOT))
-
-import torch  # noqa: E402
 
 from fxprune.testing.fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate  # noqa: E402
 

@@ -22,7 +22,7 @@ from fxprune.rules import RULES, Rule, module_rule
 def _compile_raises() -> None:
     """``compile`` raises a typed error for every model (a compiler that never compiles)."""
 
-    def compile(*args: Any, **kwargs: Any) -> Any:  # noqa: A001 - stands in for fxprune.compile
+    def compile(*args: Any, **kwargs: Any) -> Any:
         raise PlanError("mutation compile-raises: compile refuses every model")
 
     fxprune.compile = compile

@@ -11,6 +11,7 @@ each offending import as ``file:line imports module``.
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import pytest
@@ -106,7 +107,7 @@ def test_no_cycle_between_packages_and_modules() -> None:
         graph.setdefault(source, set()).add(target)
     cycle = _find_cycle(graph)
     assert cycle is None, "import cycle between parts of fxprune:\n  " + "\n  ".join(
-        edges[(a, b)] for a, b in zip(cycle, cycle[1:]))
+        edges[(a, b)] for a, b in itertools.pairwise(cycle))
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from spelling_examples import EXAMPLES, Example, Method, T
 from torch import fx, nn
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -33,7 +34,6 @@ from fxprune.passes.propagate import propagate_layouts
 from fxprune.passes.shapes import propagate_shapes
 from fxprune.rules import RULES, lookup, register_optional_rules
 from fxprune.rules.spelling import ATEN_SPELLINGS
-from spelling_examples import EXAMPLES, Example, Method, T
 
 #: Freeze reasons that mean the rule did not run or did not fit (passes/propagate.py).
 FALLBACKS = ("no rule for", "unsupported form", "internal: rule result")

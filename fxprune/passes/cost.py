@@ -52,7 +52,7 @@ def _contracted_dim(node: fx.Node, modules: dict[str, nn.Module]) -> int | None:
     if not isinstance(value, torch.Tensor):
         return None
     if node.op == "call_module":
-        module = modules.get(node.target)
+        module = modules.get(str(node.target))
         if isinstance(module, nn.Linear):
             return value.ndim - 1
         if isinstance(module, nn.modules.conv._ConvNd) and module.groups == 1:
@@ -77,7 +77,7 @@ def estimate_macs(module: fx.GraphModule, groups: Groups, keep: np.ndarray) -> i
         fraction = _kept_fraction(layout, keep)
         dim = _contracted_dim(node, modules)
         source = groups.layouts.get(node.args[0]) if dim is not None else None
-        if isinstance(source, Layout):
+        if isinstance(source, Layout) and dim is not None:
             fraction *= _kept_fraction(source, keep, {dim})
         total += flops * fraction
     return int(total) // 2

@@ -7,7 +7,7 @@ score: planning is elsewhere.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -19,7 +19,7 @@ from .groups import ChannelGroup, Groups
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 
-Importance = Callable[[ChannelGroup, nn.Module], Union[torch.Tensor, np.ndarray, list]]
+Importance = Callable[[ChannelGroup, nn.Module], torch.Tensor | np.ndarray | list]
 
 
 def _per_channel(group: ChannelGroup, module: nn.Module, power: int) -> np.ndarray:

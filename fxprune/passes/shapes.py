@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import logging
 import operator
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
-from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException, FakeTensorMode,
-                                           unset_fake_temporarily)
+from torch._subclasses.fake_tensor import (
+    DataDependentOutputException,
+    DynamicOutputShapeException,
+    FakeTensorMode,
+    unset_fake_temporarily,
+)
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.utils._pytree import tree_map
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
@@ -65,6 +69,7 @@ def _layer_shortcut(module: nn.Module, args: tuple, kwargs: dict) -> tuple[Any, 
         rows = x.numel() // module.in_features
         return x.new_empty((*x.shape[:-1], module.out_features)), 2 * rows * module.in_features * module.out_features
     if type(module) in _CONVS:
+        module = cast(nn.modules.conv._ConvNd, module)
         spatial = x.dim() - 2
         if spatial != len(module.kernel_size) or x.shape[1] != module.in_channels:
             return None
@@ -76,11 +81,11 @@ def _layer_shortcut(module: nn.Module, args: tuple, kwargs: dict) -> tuple[Any, 
     return None
 
 
-def _conv_size(size: int, conv: nn.Module, dim: int) -> int:
+def _conv_size(size: int, conv: nn.modules.conv._ConvNd, dim: int) -> int:
     padding = conv.padding
     if padding == "same":
         return size
-    pad = 0 if padding == "valid" else padding[dim]
+    pad = 0 if isinstance(padding, str) else padding[dim]  # "valid"
     span = conv.dilation[dim] * (conv.kernel_size[dim] - 1) + 1
     return (size + 2 * pad - span) // conv.stride[dim] + 1
 
@@ -202,4 +207,4 @@ def _mutable(value: Any) -> Any:
 
 
 def _failing_node(module: fx.GraphModule, prop: _ShapeProp) -> str:
-    return prop.current.format_node() if prop.current is not None else "the model's inputs"
+    return (prop.current.format_node() if prop.current is not None else None) or "the model's inputs"

@@ -63,9 +63,10 @@ class Taylor:
             loss = self.loss_fn(activations.pop("__output__"), target)
             names = list(activations)
             grads = torch.autograd.grad(loss, [activations[n] for n in names], allow_unused=True)
-            for name, grad in zip(names, grads):
-                if grad is not None and isinstance(layouts.get(name), Layout):
-                    _accumulate(totals, lookup, layouts[name], activations[name].detach() * grad)
+            for name, grad in zip(names, grads, strict=True):
+                layout = layouts.get(name)
+                if grad is not None and isinstance(layout, Layout):
+                    _accumulate(totals, lookup, layout, activations[name].detach() * grad)
             samples += _batch_size(inputs)
         if samples == 0:
             raise InputError("Taylor importance got no calibration batches")
@@ -91,7 +92,7 @@ def _split_batch(batch: Any) -> tuple[tuple[Any, ...], Any]:
 
 def _is_producer(node: fx.Node, module: fx.GraphModule) -> bool:
     if node.op == "call_module":
-        return isinstance(module.get_submodule(node.target), (nn.modules.conv._ConvNd, nn.Linear))
+        return isinstance(module.get_submodule(str(node.target)), (nn.modules.conv._ConvNd, nn.Linear))
     return node.op == "call_function" and node.target in _PRODUCER_FUNCTIONS
 
 
@@ -109,9 +110,10 @@ class _Capture(fx.Interpreter):
             self.kept[n.name] = result
         return result
 
-    def run(self, *args: Any) -> dict[str, Any]:
+    def run(self, *args: Any, initial_env: dict[fx.Node, Any] | None = None,
+            enable_io_processing: bool = True) -> dict[str, Any]:
         with torch.enable_grad():
-            output = super().run(*args)
+            output = super().run(*args, initial_env=initial_env, enable_io_processing=enable_io_processing)
         return {**self.kept, "__output__": output}
 
 

@@ -4,4 +4,5 @@ from . import aten, elementwise, functional, layers, rearrange, structural  # no
 from .optional import register_optional_rules
 from .registry import RULES, Rule, lookup, module_rule, register_function, register_method, register_module
 
-__all__ = ["register_optional_rules", "RULES", "Rule", "lookup", "module_rule", "register_function", "register_method", "register_module"]
+__all__ = ["register_optional_rules", "RULES", "Rule", "lookup", "module_rule", "register_function", "register_method",
+           "register_module"]

@@ -157,7 +157,7 @@ def spatial(count: int | None) -> Rule:
 def pad(ctx: PropagateContext) -> Layout:
     """F.pad and the padding modules: widths pair up from the last dim backwards."""
     layout = ctx.layout(ctx.node.args[0])
-    given = ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad")
+    given: Any = ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad")
     # Widths computed at run time (TF-style "same" padding) are a node or hold nodes: any
     # of them may be non-zero, but their count, which decides the dims they pad, is fixed.
     computed = isinstance(given, fx.Node) or any(isinstance(w, fx.Node) for w in given)

@@ -9,7 +9,7 @@ freezes what it rolls.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 import numpy as np
 import torch
@@ -119,7 +119,7 @@ def glu(ctx: PropagateContext) -> Layout:
     """a * sigmoid(b) for the two halves of ``dim``: channel i of each half is one channel."""
     layout = ctx.layout(ctx.node.args[0])
     rank = len(layout.shape)
-    dim = int(ctx.module.dim if ctx.module is not None else ctx.arg(1, "dim", -1)) % rank
+    dim = int(cast(nn.GLU, ctx.module).dim if ctx.module is not None else ctx.arg(1, "dim", -1)) % rank
     blocks = [b for b in layout.blocks if dim not in b.dims]
     ids = _channel_ids(ctx, layout, dim, "GLU")
     if ids is not None:

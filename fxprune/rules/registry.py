@@ -14,8 +14,9 @@ every channel it touches, so unknown code never yields a wrong model.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -79,5 +80,5 @@ def lookup(node: torch.fx.Node, module: nn.Module | None = None) -> Rule | None:
     if node.op == "call_function":
         return RULES.functions.get(node.target)
     if node.op == "call_method":
-        return RULES.methods.get(node.target)
+        return RULES.methods.get(str(node.target))
     return None

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import operator
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -61,7 +62,8 @@ def split(ctx: PropagateContext) -> tuple[Layout, ...]:
         block = layout.block_at(dim)
         if block is not None:
             ctx.freeze(block, "unbind along channels")
-        return tuple(_without(layout, dim).renamed(tuple(o.shape), {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}) for o in outputs)
+        renames = {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}
+        return tuple(_without(layout, dim).renamed(tuple(o.shape), renames) for o in outputs)
     segments, start = [], 0
     for out in outputs:
         size = int(out.shape[dim])
@@ -108,7 +110,7 @@ def _new_size(layout: Layout, dim: int, keep: np.ndarray) -> int:
 def getitem(ctx: PropagateContext) -> Any:
     """Indexing a tuple picks a layout; indexing a tensor slices its ids."""
     container = ctx.layout(ctx.node.args[0])
-    index = ctx.node.args[1]
+    index: Any = ctx.node.args[1]  # an int for a tuple, any index expression for a tensor
     if isinstance(container, (tuple, list)):
         return container[index]
     if not isinstance(container, Layout):
@@ -157,7 +159,7 @@ def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int]
 
 def getitem_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
     source, index = ctx.node.args
-    layout = ctx.layouts.get(source)
+    layout = ctx.layouts.get(source) if isinstance(source, fx.Node) else None
     if not isinstance(layout, Layout):
         return ctx.node.target, ctx.node.args, ctx.node.kwargs
     plan = _index_plan(index, len(layout.shape))
@@ -181,7 +183,8 @@ def getitem_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
 def _reinsert(items: list[Any], slices: list[slice], rank: int) -> tuple:
     """Rebuild an index tuple with every slice replaced, in order, keeping None/int/Ellipsis."""
     explicit = sum(1 for i in items if i is not None and i is not Ellipsis)
-    out, queue = [], list(slices)
+    out: list[Any] = []
+    queue = list(slices)
     for item in items:
         if item is Ellipsis:
             out.extend(queue.pop(0) for _ in range(rank - explicit))
@@ -214,7 +217,7 @@ def _computed_size_dims(ctx: PropagateContext, rank: int) -> set[int]:
     """Output dims of a view/reshape whose size argument is computed at run time."""
     if getattr(ctx.node.target, "__name__", ctx.node.target) not in ("view", "reshape"):
         return set()
-    sizes = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
+    sizes: Any = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
     if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
         sizes = sizes[0]
     if len(sizes) == 1 and isinstance(sizes[0], fx.Node):  # x.view(y.shape): all computed
@@ -226,12 +229,12 @@ def shape_rewrite(first_size_arg: int) -> Any:
     """Rewrite literal sizes (view shapes, expand sizes) of tracked output dims."""
 
     def rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
-        args = list(ctx.node.args)
+        args: list[Any] = list(ctx.node.args)
         packed = len(args) == first_size_arg + 1 and isinstance(args[first_size_arg], (tuple, list))
         sizes = list(args[first_size_arg]) if packed else args[first_size_arg:]
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
             key = "shape" if "shape" in ctx.node.kwargs else "size"
-            sizes, packed = list(ctx.node.kwargs[key]), True
+            sizes, packed = list(cast(Sequence[Any], ctx.node.kwargs[key])), True
         new = [ctx.new_size(ctx.node, d) if isinstance(s, int) and s >= 0 and ctx.kept(ctx.node, d) is not None
                else s for d, s in enumerate(sizes)]
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
@@ -260,7 +263,7 @@ def permute(ctx: PropagateContext) -> Layout:
 
 def _permutation(ctx: PropagateContext, rank: int) -> list[int]:
     name = getattr(ctx.node.target, "__name__", ctx.node.target)
-    args = ctx.node.args[1:]
+    args: Any = ctx.node.args[1:]
     if name in ("transpose", "swapaxes", "swapdims"):
         a, b = (int(ctx.arg(i, k)) % rank for i, k in ((1, "dim0"), (2, "dim1")))
         order = list(range(rank))
@@ -273,7 +276,7 @@ def _permutation(ctx: PropagateContext, rank: int) -> list[int]:
         src = [src] if isinstance(src, int) else list(src)
         dst = [dst] if isinstance(dst, int) else list(dst)
         return _movedim_order(rank, src, dst)
-    dims = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    dims: Any = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
     dims = ctx.node.kwargs.get("dims", dims)
     return [int(d) % rank for d in dims]
 
@@ -282,7 +285,7 @@ def _movedim_order(rank: int, src: list[int], dst: list[int]) -> list[int]:
     src = [s % rank for s in src]
     dst = [d % rank for d in dst]
     order = [-1] * rank
-    for s, d in zip(src, dst):
+    for s, d in zip(src, dst, strict=True):
         order[d] = s
     rest = iter(d for d in range(rank) if d not in src)
     return [o if o >= 0 else next(rest) for o in order]
