@@ -135,7 +135,7 @@ EXAMPLES[F.dropout3d] = Example((X3,))
 _UNARY_METHODS = (
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "log", "sqrt", "rsqrt", "abs", "neg",
     "square", "reciprocal", "sign", "contiguous", "clone", "detach", "float", "double", "half", "bfloat16",
-    "requires_grad_", "hardtanh_", "nan_to_num", "erf", "exp_", "zero_")
+    "requires_grad_", "hardtanh_", "nan_to_num", "erf", "exp_", "zero_", "leaky_relu_")
 _each([Method(m) for m in _UNARY_METHODS], Example((X,)))
 _each([Method(m) for m in ("clamp", "clamp_", "clip")], Example((X, -0.5, 0.5)))
 EXAMPLES[Method("clamp_min")] = EXAMPLES[Method("clamp_max")] = Example((X, 0.5))
@@ -153,7 +153,7 @@ _BINARY_FUNCTIONS = (
 # The second operand broadcasts along the channels (a per-channel scale, as a SE block's).
 _each(_BINARY_FUNCTIONS, Example((X, T((1, 4, 1, 1)))))
 _BINARY_METHODS = ("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum", "minimum",
-                   "eq", "ne", "lt", "le", "gt", "ge", "expand_as")
+                   "eq", "ne", "lt", "le", "gt", "ge", "eq_", "ne_", "lt_", "le_", "gt_", "ge_", "expand_as")
 _each([Method(m) for m in _BINARY_METHODS], Example((X, T((1, 4, 1, 1)))))
 EXAMPLES[Method("expand_as")] = Example((T((1, 4, 1, 1)), X))
 EXAMPLES[torch.where] = EXAMPLES[Method("where")] = Example((X, MASK, T((1, 4, 1, 1))))

@@ -41,19 +41,7 @@ FALLBACKS = ("no rule for", "unsupported form", "internal: rule result")
 aten = torch.ops.aten
 _COMPARISONS = ("eq", "ne", "lt", "le", "gt", "ge")
 #: Spellings these tests found broken, each failing its test (strict xfail: a fix must remove it).
-KNOWN_GAPS: dict[Any, str] = {
-    **{getattr(aten, name).default: f"aten.{name}.default (two numbers) is spelled torch.{name}, which takes "
-       f"no two numbers (operator.{name} would)" for name in _COMPARISONS},
-    **{getattr(getattr(aten, f"{name}_"), overload): f"aten.{name}_ is spelled as the method {name}_, which has "
-       "no rule (it freezes)" for name in _COMPARISONS for overload in ("Tensor", "Scalar")},
-    aten.hardtanh_.default: "spelled as the method hardtanh_, which Tensor does not have",
-    aten.leaky_relu_.default: "spelled as the method leaky_relu_, which Tensor does not have",
-    Method("hardtanh_"): "a rule for the method hardtanh_, which Tensor does not have",
-    aten.feature_dropout_.default: "the spelling reads the schema argument 'input'; the in-place overload names "
-                                   "it 'self' (KeyError while lowering)",
-    nn.Softmax2d: "the Softmax module rule reads module.dim, which Softmax2d has not (it freezes as an "
-                  "unsupported form)",
-}
+KNOWN_GAPS: dict[Any, str] = {}
 
 
 def _registered() -> list[Any]:
