@@ -130,12 +130,13 @@ def softmax(ctx: PropagateContext) -> Layout:
     """Normalising over a tracked dim couples every channel's value to the others."""
     layout = ctx.layout(ctx.node.args[0])
     dim = ctx.arg(1, "dim")
-    if dim is None and ctx.module is not None:
-        dim = ctx.module.dim
-    if dim is not None:
-        block = layout.block_at(int(dim) % len(layout.shape))
-        if block is not None:
-            ctx.freeze(block, "softmax over channels", exact_only=True)
+    if dim is None and ctx.module is not None:  # Softmax2d normalises over the channels (dim -3)
+        dim = -3 if isinstance(ctx.module, nn.Softmax2d) else ctx.module.dim
+    if dim is None:  # the legacy implicit dim of F.softmax(x) and nn.Softmax()
+        dim = 0 if len(layout.shape) in (0, 1, 3) else 1
+    block = layout.block_at(int(dim) % len(layout.shape)) if layout.shape else None
+    if block is not None:
+        ctx.freeze(block, "softmax over channels", exact_only=True)
     return layout
 
 
