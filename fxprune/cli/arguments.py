@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..passes.capture import FRONT_ENDS
 from ..passes.importance import IMPORTANCE
-from .inputs import nonnegative_int, positive_float, positive_int
+from .inputs import add_capture_arguments, nonnegative_int, positive_float, positive_int
 from .sensitivity import EPILOG as _SENSITIVITY_EPILOG
 
 __all__ = ["EPILOGS", "add_bench_arguments", "add_export_arguments", "add_inspect_arguments", "add_prune_arguments"]
@@ -70,13 +69,6 @@ ORIGINAL's median over its median. Every budget is checked and every miss report
 
 """ + _INPUTS_HELP,
 }
-
-
-def add_capture_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--capture", choices=FRONT_ENDS, default="auto",
-                     help="front end: symbolic tracing (fx), torch.export, or fx falling back to export (auto)")
-    sub.add_argument("--no-check-capture", dest="check_capture", action="store_false",
-                     help="skip comparing the captured graph with the model on the example inputs")
 
 
 def add_prune_arguments(sub: argparse.ArgumentParser) -> None:

@@ -13,6 +13,8 @@ Example file::
     global_ranking: false
     target_macs: null       # or a budget, e.g. 0.5 (then leave ratios out)
     schedule: {steps: 3, kind: agp}
+    capture: auto           # auto | fx | export (the capture front end)
+    check_capture: true     # compare the captured graph with the model once
 
 Also accepted: ``max_ratio`` (cap per layer with global ranking, default 0.9),
 ``target_params`` (a parameter budget instead of ``target_macs``) and
@@ -65,6 +67,8 @@ class PruneConfig:
     target_params: float | None = None
     schedule: ScheduleSpec | None = None
     calibration_batches: int | None = None
+    capture: str = "auto"
+    check_capture: bool = True
     version: int = 1
     source: str = "<string>"
     lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
@@ -94,7 +98,7 @@ class PruneConfig:
         options: dict[str, Any] = {
             "exact": self.exact, "ignore": self.ignore, "round_to": self.round_to, "importance": importance,
             "global_ranking": self.global_ranking, "max_ratio": self.max_ratio, "target_macs": self.target_macs,
-            "target_params": self.target_params}
+            "target_params": self.target_params, "capture": self.capture, "check_capture": self.check_capture}
         ratios = dict(self.ratios) if isinstance(self.ratios, Mapping) else self.ratios
         try:
             if self.schedule is not None:
