@@ -84,15 +84,18 @@ def measure(name: str, size: int, show_summary: bool, modes: tuple[bool, ...]) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", default=list(DETECTORS), choices=[[], *DETECTORS], metavar="NAME")
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"detectors (default all: {', '.join(DETECTORS)})")
     parser.add_argument("--size", type=int, default=320, help="image side (the detectors' min/max size)")
     parser.add_argument("--summary", action="store_true", help="print each default-mode summary")
     parser.add_argument("--mode", choices=("both", "default", "exact"), default="both",
                         help="default mode (the ratios), exact mode (with the oracle), or both")
     args = parser.parse_args()
+    unknown = [name for name in args.names if name not in DETECTORS]
+    if unknown:
+        parser.error(f"unknown detectors {unknown}; choose from {', '.join(DETECTORS)}")
     warnings.filterwarnings("ignore")
     torch.set_num_threads(2)
-    for name in args.names:
+    for name in args.names or DETECTORS:
         modes = {"both": (False, True), "default": (False,), "exact": (True,)}[args.mode]
         measure(name, args.size, args.summary, modes)
 

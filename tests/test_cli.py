@@ -27,6 +27,7 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY2D = ["tests.cli_factory:tiny2d", "--input-shape", "1,3,32,32"]
+GATED = ["tests.cli_factory:gated", "--input-shape", "2,3,8,8"]
 
 
 def run(*args: str, entry_point: bool = False) -> subprocess.CompletedProcess:
@@ -55,6 +56,7 @@ QUICK = {
     "not_a_model": ["inspect", "tests.cli_factory:not_a_model", "--input-shape", "1,3,8,8"],
     "prune_pt2": ["prune", "x.pt2", "--ratio", "0.5", "--input-shape", "1,3,8,8"],
     "bad_capture": ["sensitivity", *TINY2D, "--eval", "math:fabs", "--capture", "jit"],
+    "submodules_saved": ["prune", *GATED, "--ratio", "0.5", "--submodules", "-o", "{folder}/gated.pt2"],
 }
 
 
@@ -88,6 +90,7 @@ def test_help(quick: dict, name: str) -> None:
     ("not_a_model", "returned a str, not an nn.Module"),
     ("prune_pt2", "give the original MODEL"),
     ("bad_capture", "argument --capture: invalid choice: 'jit'"),
+    ("submodules_saved", "Gated was pruned by submodules"),
 ])
 def test_user_errors_are_one_line_and_exit_2(quick: dict, name: str, message: str) -> None:
     done = quick[name]
@@ -215,6 +218,16 @@ def test_sensitivity_passes_the_capture_options_on(monkeypatch: pytest.MonkeyPat
     with pytest.raises(RuntimeError, match="stop"):
         command.run_sensitivity(args, Progress(quiet=True))
     assert asked["capture"] == "export" and asked["check_capture"] is False
+
+
+def test_prune_by_submodules() -> None:
+    done = run("prune", *GATED, "--ratio", "0.5", "--submodules", "--json", "-q")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)["submodules"]
+    assert [part["name"] for part in data["pruned"]] == ["features", "head"] and "export: " in data["whole"]
+    assert all(part["groups"]["pruned"] == 1 for part in data["pruned"])
+    done = run("prune", *GATED, "--ratio", "0.5", "--submodules", "head", "-q")
+    assert done.returncode == 0 and "pruned  head (fx)" in done.stdout and "features" not in done.stdout, done.stderr
 
 
 def test_prune_with_yaml_schedule(tmp_path: Path) -> None:
