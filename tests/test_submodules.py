@@ -111,6 +111,12 @@ def test_a_child_that_does_not_capture_is_split_into_its_children() -> None:
     assert "pruned  decide.mix (fx)" in text and "left    decide: not pruned: fx:" in text
 
 
+def test_a_model_that_captures_whole_gives_the_usual_result() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
+    result = fxprune.compile(model, 0.5, example_inputs=(X,), submodules=True)
+    assert isinstance(result, fxprune.CompileResult) and result.module.get_submodule("0").out_channels == 4
+
+
 def test_named_submodules_and_patterns_of_the_whole_model() -> None:
     model = gated()
     result = fxprune.compile(model, 0.5, example_inputs=(X,), submodules=["head"])

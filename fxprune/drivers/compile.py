@@ -18,13 +18,12 @@ from torch import nn
 
 from ..errors import InputError, PlanError, TraceError
 from ..passes.capture import normalize_inputs
-from ..passes.capture_export import first_line
 from ..passes.importance import Importance, score_groups
 from ..passes.oracle import masked_reference, max_difference
 from ..passes.plan import Plan, Ratios, make_plan
 from ..passes.taylor import Taylor
 from ..pipeline import Analysis, CompileResult, analyze, apply_plan, apply_with_retry, search_budget
-from .submodules import PruneOne, SubmoduleResult, prune_submodules, verify_submodules
+from .submodules import PruneOne, SubmoduleResult, capture_failures, prune_submodules, verify_submodules
 
 __all__ = ["compile", "verify"]
 
@@ -87,7 +86,7 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
     try:
         return _compile_whole(model, ratios, example_inputs, concrete_args=concrete_args, **options)
     except TraceError as error:
-        return prune_submodules(model, inputs, prune_one, whole=_failures(error))
+        return prune_submodules(model, inputs, prune_one, whole=capture_failures(error))
 
 
 def _compile_whole(model: nn.Module, ratios: Ratios | Plan | None, example_inputs: Any, *, exact: bool,
@@ -116,12 +115,6 @@ def _compile_whole(model: nn.Module, ratios: Ratios | Plan | None, example_input
         return search_budget(current, plan_at, *target, warn_stacklevel=5)
 
     return apply_with_retry(analysis, plan_for, started=start, target=target)
-
-
-def _failures(error: TraceError) -> str:
-    """Each front end's failure, one line each: the lines of ``capture``'s message that say them."""
-    lines = [line.strip() for line in str(error).splitlines()[1:] if line.strip().startswith(("fx:", "export:"))]
-    return " | ".join(lines) or first_line(error)
 
 
 def _submodule_names(submodules: bool | Sequence[str]) -> list[str] | None:

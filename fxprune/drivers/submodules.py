@@ -32,7 +32,7 @@ from ..passes.module_calls import ModuleCall, eager_macs, record_calls
 from ..passes.oracle import masked_reference, max_difference
 from ..pipeline import CompileResult
 
-__all__ = ["Part", "PruneOne", "SubmoduleResult", "prune_submodules", "verify_submodules"]
+__all__ = ["Part", "PruneOne", "SubmoduleResult", "capture_failures", "prune_submodules", "verify_submodules"]
 
 #: Prunes one submodule: ``prune(submodule, its positional inputs, its qualified name)``.
 PruneOne = Callable[[nn.Module, tuple[Any, ...], str], CompileResult]
@@ -134,6 +134,12 @@ def prune_submodules(model: nn.Module, example_inputs: tuple[Any, ...], prune: P
     return SubmoduleResult(spliced, tuple(parts), tuple(left), whole, before, after, time.perf_counter() - started)
 
 
+def capture_failures(error: Exception) -> str:
+    """One line: each front end's failure in a capture error (shortened), else the error's first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip().startswith(("fx:", "export:"))]
+    return " | ".join(line if len(line) <= 160 else line[:157] + "..." for line in lines) or first_line(error)
+
+
 def verify_submodules(model: nn.Module, result: SubmoduleResult, example_inputs: tuple[Any, ...]) -> dict[str, float]:
     """The oracle of each pruned submodule on its inputs, and of the whole model (key ``""``).
 
@@ -149,9 +155,16 @@ def verify_submodules(model: nn.Module, result: SubmoduleResult, example_inputs:
         references.append((part.name, reference))
     # In float64, so that rounding cannot reorder the near-tied scores that data-dependent
     # post-processing (top-k, NMS) sorts: that would compare different boxes.
-    errors[""] = max_difference(_replaced(model, references).double(), deepcopy_module(result.module).double(),
-                                _double(example_inputs))
+    errors[""] = _whole_difference(_replaced(model, references), result.module, example_inputs)
     return errors
+
+
+def _whole_difference(reference: nn.Module, pruned: nn.Module, example_inputs: tuple[Any, ...]) -> float:
+    try:
+        return max_difference(deepcopy_module(reference).double(), deepcopy_module(pruned).double(),
+                              _double(example_inputs))
+    except Exception:  # a model that only runs in its own dtype (float constants in its code): as it is
+        return max_difference(reference, pruned, example_inputs)
 
 
 def _double(inputs: Any) -> Any:
@@ -189,15 +202,9 @@ def _prune_one(module: nn.Module, name: str, calls: list[ModuleCall], prune: Pru
     except PlanError:
         raise  # the user's ratios or patterns: splitting would not help
     except (TraceError, InputError, RewriteError) as error:
-        return f"not pruned: {_reason(error)}"
+        return f"not pruned: {capture_failures(error)}"
     problem = _replays(module, result, calls[1:])
     return problem if problem else Part(name, result, calls[0].args, len(calls))
-
-
-def _reason(error: Exception) -> str:
-    """One line: each front end's failure (shortened) for a capture, else the error's first line."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip().startswith(("fx:", "export:"))]
-    return " | ".join(line if len(line) <= 160 else line[:157] + "..." for line in lines) or first_line(error)
 
 
 def _replays(module: nn.Module, result: CompileResult, calls: list[ModuleCall]) -> str | None:
