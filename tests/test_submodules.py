@@ -131,6 +131,7 @@ def test_named_submodules_and_patterns_of_the_whole_model() -> None:
 @pytest.mark.parametrize("options, error, message", [
     ({"submodules": ["head", "tail"]}, InputError, "submodule 'tail' is not a module of Gated"),
     ({"submodules": "head"}, InputError, "a list of submodule names"),
+    ({"submodules": ["head", "head.0"]}, InputError, "'head.0' is inside 'head'"),
     ({"submodules": True, "ratios": {"neck.*": 0.5}}, PlanError, "'neck.*' matches no module"),
     ({"submodules": True, "ratios": {0: 0.5}}, PlanError, "group indices"),
 ])

@@ -78,15 +78,15 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
                "check_capture": check_capture}
     if submodules is False:
         return _compile_whole(model, ratios, example_inputs, concrete_args=concrete_args, **options)
-    names = _submodule_names(submodules)
-    prune_one = _part_compiler(model, ratios, options)
+    started, names = time.perf_counter(), _submodule_names(submodules)
     inputs = normalize_inputs(example_inputs)
     if names is not None:
-        return prune_submodules(model, inputs, prune_one, names=names)
+        return prune_submodules(model, inputs, _part_compiler(model, ratios, options), names=names, started=started)
     try:
         return _compile_whole(model, ratios, example_inputs, concrete_args=concrete_args, **options)
     except TraceError as error:
-        return prune_submodules(model, inputs, prune_one, whole=capture_failures(error))
+        return prune_submodules(model, inputs, _part_compiler(model, ratios, options), whole=capture_failures(error),
+                                started=started)
 
 
 def _compile_whole(model: nn.Module, ratios: Ratios | Plan | None, example_inputs: Any, *, exact: bool,
@@ -94,6 +94,7 @@ def _compile_whole(model: nn.Module, ratios: Ratios | Plan | None, example_input
                    max_ratio: float, target_macs: float | None, target_params: float | None,
                    leaf_modules: Iterable[type | str], concrete_args: dict[str, Any] | None, capture: str,
                    check_capture: bool) -> CompileResult:
+    """``compile`` of one captured model: analyze, score, plan (or search a budget), apply with retry."""
     start = time.perf_counter()
     analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args,
                        capture=capture, check_capture=check_capture)

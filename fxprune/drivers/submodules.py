@@ -95,7 +95,8 @@ class SubmoduleResult:
 
 
 def prune_submodules(model: nn.Module, example_inputs: tuple[Any, ...], prune: PruneOne, *,
-                     names: Sequence[str] | None = None, whole: str = "") -> SubmoduleResult:
+                     names: Sequence[str] | None = None, whole: str = "",
+                     started: float | None = None) -> SubmoduleResult:
     """Prune the largest submodules of ``model`` that capture, and splice them into a copy.
 
     Args:
@@ -105,11 +106,12 @@ def prune_submodules(model: nn.Module, example_inputs: tuple[Any, ...], prune: P
         names: submodules to start from (default: the model's children); one that does not
             capture is split into its children.
         whole: why the whole model was not captured, for the summary.
+        started: when the compile started (``time.perf_counter()``), for the seconds reported.
 
     Raises:
         InputError: a named submodule does not exist, or no submodule captures.
     """
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     frontier = _start(model, names)
     parts: list[Part] = []
     left: list[tuple[str, str]] = []
@@ -181,6 +183,9 @@ def _start(model: nn.Module, names: Sequence[str] | None) -> list[str]:
             close = [n for n in modules if n and (n.startswith(name) or name.startswith(n))][:5]
             raise InputError(f"submodule '{name}' is not a module of {type(model).__name__}"
                              + (f"; close names: {', '.join(close)}" if close else ""))
+    nested = [(outer, inner) for outer in names for inner in names if inner.startswith(f"{outer}.")]
+    if nested:
+        raise InputError(f"submodule '{nested[0][1]}' is inside '{nested[0][0]}': name one of them")
     return list(dict.fromkeys(names))
 
 
