@@ -7,6 +7,9 @@ boxes) this prints, at ratio 0.5, which submodules were pruned and which were le
 params and MACs ratios of the whole model in default and exact mode, and in exact mode the
 oracle of every pruned submodule and of the whole model's post-NMS outputs (boxes, scores,
 labels of the pruned model against the masked original, eval mode, the same images).
+The whole model's MACs come from one eager run each; the heads after a detector's NMS work
+on as many boxes as it keeps, which differs once the model is pruned, so the MACs of the
+pruned submodules on their recorded inputs are printed beside them ("parts").
 
     PYTHONPATH=. python benchmarks/detectors.py                  # all of them, 320x320 images
     PYTHONPATH=. python benchmarks/detectors.py fcos_resnet50_fpn --size 256 --summary
@@ -70,7 +73,9 @@ def measure(name: str, size: int, show_summary: bool, modes: tuple[bool, ...]) -
         assert isinstance(result, SubmoduleResult)
         mode = "exact  " if exact else "default"
         line = (f"{name:<34} {mode} params {result.after.params / result.before.params:.3f}x  "
-                f"MACs {result.after.macs / result.before.macs:.3f}x  {len(result.parts)} pruned, "
+                f"MACs {result.after.macs / result.before.macs:.3f}x (parts "
+                f"{result.parts_after.macs / result.parts_before.macs:.3f}x, "
+                f"{result.parts_before.macs / result.before.macs:.0%} of the model)  {len(result.parts)} pruned, "
                 f"{len(result.left)} left  {seconds:6.1f} s")
         if exact:
             errors = verify_submodules(model, result, (images,))
@@ -78,7 +83,7 @@ def measure(name: str, size: int, show_summary: bool, modes: tuple[bool, ...]) -
             line += (f"  oracle: parts max {max(errors.values()):.2e}, whole {whole:.2e} "
                      f"(relative {relative(whole, model, images):.1e}, {boxes(result.module, images)} boxes)")
         print(line, flush=True)
-        if show_summary and not exact:
+        if show_summary:
             print(result.summary(), flush=True)
 
 

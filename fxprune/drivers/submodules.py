@@ -74,6 +74,17 @@ class SubmoduleResult:
     def pruned(self) -> tuple[str, ...]:
         return tuple(part.name for part in self.parts)
 
+    @property
+    def parts_before(self) -> Figures:
+        """Parameters and MACs of the pruned submodules before pruning, on their recorded inputs."""
+        return Figures(sum(p.result.before.params for p in self.parts), sum(p.result.before.macs for p in self.parts))
+
+    @property
+    def parts_after(self) -> Figures:
+        """The same after pruning: unlike the whole model's MACs, these do not depend on how many
+        boxes the pruned model's own NMS keeps (which sets the work of the heads after it)."""
+        return Figures(sum(p.result.after.params for p in self.parts), sum(p.result.after.macs for p in self.parts))
+
     def summary(self) -> str:
         ratio = lambda a, b: f"{a / b:.3f}x" if b else "n/a"  # noqa: E731
         lines = [f"fxprune {type(self.module).__name__} by submodules ({len(self.parts)} pruned, "
@@ -81,7 +92,10 @@ class SubmoduleResult:
                  f"  params  {human_count(self.before.params):>9} -> {human_count(self.after.params):>9}  "
                  f"({ratio(self.after.params, self.before.params)})",
                  f"  MACs    {human_count(self.before.macs):>9} -> {human_count(self.after.macs):>9}  "
-                 f"({ratio(self.after.macs, self.before.macs)}, one eager run)"]
+                 f"({ratio(self.after.macs, self.before.macs)}, one eager run)",
+                 f"  parts   MACs {human_count(self.parts_before.macs)} -> {human_count(self.parts_after.macs)} "
+                 f"({ratio(self.parts_after.macs, self.parts_before.macs)}) in the pruned submodules, on their "
+                 "recorded inputs"]
         if self.whole:
             lines.append(f"  whole model not captured: {self.whole}")
         for part in self.parts:
