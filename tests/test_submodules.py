@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 import fxprune
@@ -48,6 +49,35 @@ class Nested(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.decide(self.features(x), scale=0.5)
+
+
+class _ShapeBranch(nn.Module):
+    """Takes another branch at small sizes: torch.export specialises it on the first call's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+
+    def forward(self, y: Tensor) -> Tensor:
+        if y.shape[-1] > 4:
+            return self.block(y)
+        return 2 * y
+
+
+class TwoScales(nn.Module):
+    """One submodule called at two sizes, and a loop on values at the top level."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 1)
+        self.branch = _ShapeBranch()
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.stem(x)
+        out = self.branch(y) + F.interpolate(self.branch(F.avg_pool2d(y, 4)), size=y.shape[-2:])
+        for channel in torch.nonzero(out.mean((0, 2, 3)) > out.mean()).flatten().tolist():
+            out = out + out[:, channel:channel + 1]
+        return out
 
 
 def _width(model: nn.Module, path: str) -> int:
@@ -115,6 +145,16 @@ def test_a_model_that_captures_whole_gives_the_usual_result() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3)).eval()
     result = fxprune.compile(model, 0.5, example_inputs=(X,), submodules=True)
     assert isinstance(result, fxprune.CompileResult) and result.module.get_submodule("0").out_channels == 4
+
+
+def test_a_graph_specialised_on_its_first_call_is_split_when_another_call_differs() -> None:
+    torch.manual_seed(0)
+    model = TwoScales().eval()
+    result = fxprune.compile(model, 0.5, example_inputs=(X,), submodules=True)
+    assert result.pruned == ("stem", "branch.block") and [name for name, _ in result.left] == ["branch"]
+    assert "on a call with inputs [(2, 8, 2, 2)] the graph computes other values" in result.left[0][1]
+    assert _width(result.module, "branch.block.0") == 4
+    assert fxprune.verify(model, result, (X,)) < TOLERANCE
 
 
 def test_named_submodules_and_patterns_of_the_whole_model() -> None:
