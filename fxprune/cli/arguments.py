@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..passes.capture import FRONT_ENDS
 from ..passes.importance import IMPORTANCE
-from .inputs import nonnegative_int, positive_float, positive_int
+from .inputs import add_capture_arguments, nonnegative_int, positive_float, positive_int
 from .sensitivity import EPILOG as _SENSITIVITY_EPILOG
 
 __all__ = ["EPILOGS", "add_bench_arguments", "add_export_arguments", "add_inspect_arguments", "add_prune_arguments"]
@@ -34,6 +33,7 @@ EPILOGS = {
   fxprune prune r2plus1d_18 --ratio 0.3 --ratio 'layer4.*=0.6' --input-shape 1,3,16,112,112 \\
       --weights ucf101.pth -o r2p1d.pt2 --onnx r2p1d.onnx --plan-out plan.json
   fxprune prune mypkg.nets:build --plan plan.json --input-shape 1,3,64,64 --json -o out.pt2
+  fxprune prune fasterrcnn_mobilenet_v3_large_fpn --ratio 0.5 --input-shape 1,3,320,320 --submodules
 
 ratios:
   --ratio RATIO removes that fraction of every prunable channel group; --ratio PATTERN=RATIO
@@ -72,13 +72,6 @@ ORIGINAL's median over its median. Every budget is checked and every miss report
 }
 
 
-def add_capture_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--capture", choices=FRONT_ENDS, default="auto",
-                     help="front end: symbolic tracing (fx), torch.export, or fx falling back to export (auto)")
-    sub.add_argument("--no-check-capture", dest="check_capture", action="store_false",
-                     help="skip comparing the captured graph with the model on the example inputs")
-
-
 def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("model", metavar="MODEL", help="torchvision name or package.module:factory")
     sub.add_argument("--ratio", action="append", default=[], metavar="[PATTERN=]RATIO",
@@ -96,6 +89,17 @@ def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     sub.add_argument("--plan-out", metavar="PLAN.json", help="write the plan as JSON")
     add_capture_arguments(sub)
+    sub.add_argument("--submodules", nargs="?", const=True, default=False, type=_names, metavar="NAME,...",
+                     help="when the whole model does not capture (a detector's NMS), prune its largest submodules "
+                          "that do, boundaries kept; or the named ones, comma-separated (a dry run: the result "
+                          "runs the model's own post-processing, which .pt2 and ONNX cannot hold)")
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected submodule names separated by commas, got '{text}'")
+    return names
 
 
 def add_inspect_arguments(sub: argparse.ArgumentParser) -> None:

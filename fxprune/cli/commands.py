@@ -21,6 +21,7 @@ from typing import Any
 from .. import serialize
 from ..config import load_config
 from ..drivers.compile import compile as compile_model
+from ..drivers.submodules import SubmoduleResult
 from ..errors import InputError
 from ..passes.capture import capture
 from ..passes.figures import count_params
@@ -62,6 +63,8 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     _refuse_pt2(args.model, "prune")
     if sum(bool(v) for v in (args.plan, args.ratio, args.config)) > 1:
         raise InputError("give one of --ratio, --plan or --config")
+    if args.submodules is not False and (args.config or args.plan):
+        raise InputError("--submodules takes --ratio: a config or a saved plan applies to one captured model")
     inputs = _inputs(args)
     model = _model(args.model, progress, args.weights)
     with progress.step(f"pruning {args.model} (trace, groups, plan, rewrite)"):
@@ -71,7 +74,9 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
             ratios = load_plan(args.plan) if args.plan else parse_ratios(args.ratio)
             result = compile_model(model, ratios, example_inputs=inputs, exact=args.exact, ignore=args.ignore,
                                    round_to=args.round_to, importance=args.importance, capture=args.capture,
-                                   check_capture=args.check_capture)
+                                   check_capture=args.check_capture, submodules=args.submodules)
+    if isinstance(result, SubmoduleResult):
+        return _submodule_outcome(args, inputs, result)
     outputs: dict[str, Any] = {}
     if args.plan_out:
         Path(args.plan_out).parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +101,26 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     text = "\n".join([result.summary()] + [f"  wrote {kind:<4} {path}" for kind, path in outputs.items()]
                      + ([f"  ONNX max |onnxruntime - torch| = {onnx.max_abs_error:.3g}"] if onnx else []))
     return Outcome(text, data)
+
+
+def _submodule_outcome(args: argparse.Namespace, inputs: tuple[Any, ...], result: SubmoduleResult) -> Outcome:
+    """A model pruned by submodules: the summary and figures (it has no single plan or graph to save)."""
+    unsaved = [flag for flag, value in (("-o", args.output), ("--onnx", args.onnx), ("--plan-out", args.plan_out))
+               if value]
+    if unsaved:
+        raise InputError(f"{type(result.module).__name__} was pruned by submodules: the result runs the model's own "
+                         f"post-processing, which neither .pt2 nor ONNX holds, and has one plan per submodule; "
+                         f"drop {', '.join(unsaved)} (use fxprune.compile(..., submodules=True) from Python)")
+    parts = [{"name": part.name, "front_end": part.result.capture.front_end if part.result.capture else None,
+              "groups": group_counts(part.result.groups, len(part.result.plan.entries)),
+              "params_ratio": rounded_ratio(part.result.after.params, part.result.before.params)}
+             for part in result.parts]
+    data = {"model": args.model, "inputs": input_shapes(inputs), "before": asdict(result.before),
+            "after": asdict(result.after), "params_ratio": rounded_ratio(result.after.params, result.before.params),
+            "macs_ratio": rounded_ratio(result.after.macs, result.before.macs), "seconds": round(result.seconds, 3),
+            "submodules": {"whole": result.whole or None, "pruned": parts,
+                           "left": [{"name": name, "why": why} for name, why in result.left]}}
+    return Outcome(result.summary(), data)
 
 
 def _from_config(path: str, model: Any, inputs: tuple[Any, ...], quiet: bool) -> Any:

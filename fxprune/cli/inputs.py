@@ -1,4 +1,4 @@
-"""What the ``fxprune`` command turns its arguments into: models, weights, inputs, ratios, plans.
+"""What the ``fxprune`` command turns its arguments into: models, weights, inputs, ratios, plans, capture.
 
 Every user mistake becomes an :class:`~fxprune.errors.InputError` whose one-line message
 says what was wrong and what to type instead; the CLI prints it and exits with status 2.
@@ -27,9 +27,11 @@ from torch import nn
 
 from .. import serialize
 from ..errors import InputError
+from ..passes.capture import FRONT_ENDS
 from ..passes.plan import Plan, Ratios, check_ratio
 
 __all__ = [
+    "add_capture_arguments",
     "example_inputs",
     "load_model",
     "load_plan",
@@ -241,3 +243,11 @@ def nonnegative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return _number(float, text, 0.0, strict=True)
+
+
+def add_capture_arguments(sub: argparse.ArgumentParser) -> None:
+    """``--capture`` and ``--no-check-capture``: every command that captures a model takes them."""
+    sub.add_argument("--capture", choices=FRONT_ENDS, default="auto",
+                     help="front end: symbolic tracing (fx), torch.export, or fx falling back to export (auto)")
+    sub.add_argument("--no-check-capture", dest="check_capture", action="store_false",
+                     help="skip comparing the captured graph with the model on the example inputs")

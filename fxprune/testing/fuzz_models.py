@@ -19,7 +19,7 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -730,7 +730,8 @@ def check_example(spec: NetSpec, ratio: float, round_to: int | None) -> str:
     outcome = "passed"
     for exact in (True, False):
         try:
-            result = fxprune.compile(model, ratio, example_inputs=inputs, exact=exact, round_to=round_to)
+            result = cast(fxprune.CompileResult,  # submodules=False: one captured model
+                          fxprune.compile(model, ratio, example_inputs=inputs, exact=exact, round_to=round_to))
         except fxprune.FxPruneError as error:
             outcome = f"typed: {type(error).__name__}: {str(error).splitlines()[0]}"
             continue
