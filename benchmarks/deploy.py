@@ -39,7 +39,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import fxprune  # noqa: E402
 from fxprune.export import benchmark, to_onnx  # noqa: E402
-from fxprune.export.onnx import flat_tensors, make_session, run_session  # noqa: E402
+from fxprune.export.session import flat_tensors, make_session, run_session  # noqa: E402
 from fxprune.models import c3d  # noqa: E402
 
 IMAGE_SHAPE = (1, 3, 224, 224)

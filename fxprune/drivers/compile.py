@@ -10,16 +10,27 @@ from __future__ import annotations
 import numbers
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from torch import nn
 
 from ..errors import PlanError
+from ..export.latency import LatencySettings, OrtLatency
 from ..passes.capture import normalize_inputs
 from ..passes.importance import Importance, score_groups
 from ..passes.oracle import masked_reference, max_difference
 from ..passes.plan import Plan, Ratios, make_plan
-from ..pipeline import Analysis, CompileResult, analyze, apply_plan, apply_with_retry, search_budget
+from ..pipeline import (
+    Analysis,
+    CompileResult,
+    LatencyOutcome,
+    analyze,
+    apply_plan,
+    apply_with_retry,
+    search_budget,
+)
+from .latency import LatencyBackend, LatencySearch, latency_planner
 
 __all__ = ["compile", "verify"]
 
@@ -29,7 +40,8 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             global_ranking: bool = False, max_ratio: float = 0.9, target_macs: float | None = None,
             target_params: float | None = None, leaf_modules: Iterable[type | str] = (),
             concrete_args: dict[str, Any] | None = None, capture: str = "auto",
-            check_capture: bool = True) -> CompileResult:
+            check_capture: bool = True, target_latency_ms: float | None = None, target_latency: float | None = None,
+            latency: LatencySettings | LatencyBackend | None = None) -> CompileResult:
     """Prune ``model`` structurally and return a new, smaller module. ``model`` is not modified.
 
     Args:
@@ -51,6 +63,13 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             the summary says which front end ran and why the other was left.
         check_capture: compare the captured graph's outputs with the model's on the example
             inputs (one eager run of each) and fall back to the other front end on a mismatch.
+        target_latency_ms, target_latency: a latency budget, in milliseconds or as a fraction
+            of the original's measured latency: the plan is made against a latency model of
+            this machine and corrected until the pruned model's measured median meets it
+            (:mod:`fxprune.drivers.latency`); ``result.latency`` reports the figures.
+        latency: how latency is measured (:class:`fxprune.export.LatencySettings`: threads,
+            batch, runs, ONNX Runtime session entries, cache folder, INT8), or any object
+            with the :class:`~fxprune.drivers.latency.LatencyBackend` methods.
 
     Example:
         >>> result = fxprune.compile(torchvision.models.resnet18(), 0.5,
@@ -66,6 +85,11 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
     names = [name for name, _ in model.named_modules() if name]
     ignored = [ignore] if isinstance(ignore, str) else list(ignore)  # one pattern, not its characters
     target = _budget(target_macs, target_params)
+    if target_latency_ms is not None or target_latency is not None:
+        if target is not None:
+            raise PlanError("give one budget: a latency target or target_macs/target_params, not both")
+        return _compile_to_latency(analysis, scores, _latency_budget(target_latency_ms, target_latency), latency,
+                                   ignored, names, max_ratio, start)
 
     def plan_for(current: Analysis) -> Plan:
         def plan_at(ratio: Ratios) -> Plan:
@@ -78,6 +102,35 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
         return search_budget(current, plan_at, *target, warn_stacklevel=4)
 
     return apply_with_retry(analysis, plan_for, started=start, target=target)
+
+
+def _compile_to_latency(analysis: Analysis, scores: dict[int, Any], budget: tuple[str, float],
+                        latency: LatencySettings | LatencyBackend | None, ignored: list[str], names: list[str],
+                        max_ratio: float, start: float) -> CompileResult:
+    backend = latency if hasattr(latency, "model_ms") else OrtLatency(latency)  # type: ignore[arg-type]
+    original_ms = backend.model_ms(analysis.model, analysis.inputs)
+    kind, value = budget
+    search = LatencySearch(value if kind == "ms" else value * original_ms, original_ms)
+    # The warning blames compile's caller: _correct <- plan_for <- apply_with_retry <- here <- compile <- caller.
+    plan_for = latency_planner(backend, scores, search, ignore=ignored, module_names=names, max_ratio=max_ratio,
+                               corrections=6, warn_stacklevel=5)
+    result = apply_with_retry(analysis, plan_for, started=start)
+    outcome = LatencyOutcome(search.budget_ms, original_ms, search.predicted_ms, search.measured_ms,
+                             search.measurements, backend.describe(), value if kind == "fraction" else None)
+    return replace(result, latency=outcome)
+
+
+def _latency_budget(ms: float | None, fraction: float | None) -> tuple[str, float]:
+    if ms is not None and fraction is not None:
+        raise PlanError("give one latency budget: target_latency_ms or target_latency, not both")
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
+            raise PlanError(f"target_latency must be in (0, 1): the fraction of the original's measured latency, "
+                            f"got {fraction!r}")
+        return "fraction", float(fraction)
+    if isinstance(ms, bool) or not isinstance(ms, numbers.Real) or not ms > 0:
+        raise PlanError(f"target_latency_ms must be a number of milliseconds > 0, got {ms!r}")
+    return "ms", float(ms)
 
 
 def _budget(target_macs: float | None, target_params: float | None) -> tuple[str, float] | None:
