@@ -241,6 +241,9 @@ def test_cli_latency_flags_are_checked(capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["prune", "tests.cli_factory:tiny2d", "--input-shape", "1,3,32,32", "--target-latency", "0.5",
                      "--ratio", "0.3", "--quiet"]) == 2
     assert "give one of --ratio" in capsys.readouterr().err
+    assert cli.main(["prune", "tests.cli_factory:tiny2d", "--input-shape", "1,3,32,32", "--ratio", "0.3", "--int8",
+                     "--quiet"]) == 2
+    assert "--int8 on prune makes a latency target" in capsys.readouterr().err
     assert cli.main(["prune", "resnet18", "--session-config", "novalue"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
     with warnings.catch_warnings():

@@ -70,6 +70,9 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     latency = args.target_latency_ms is not None or args.target_latency is not None
     if sum(bool(v) for v in (args.plan, args.ratio, args.config, latency)) > 1:
         raise InputError("give one of --ratio, --plan, --config or a latency target (--target-latency[-ms])")
+    if args.int8 and not latency:
+        raise InputError("--int8 on prune makes a latency target (--target-latency[-ms]) measure the INT8 model; "
+                         "to quantize a pruned model, run 'fxprune export ... --int8'")
     inputs = _inputs(args)
     model = _model(args.model, progress, args.weights)
     with progress.step(f"pruning {args.model} (trace, groups, plan, rewrite{', measure' if latency else ''})"):
