@@ -9,7 +9,9 @@ Each criterion prunes the trained baseline to ``--target`` of its MACs
 (``fxprune.compile(target_macs=...)``) and reports test accuracy right after pruning,
 after bias compensation (``compensate_bias``, no training), and after ``--finetune``
 epochs of SGD (mean over ``--finetune-seeds`` data orders). Random pruning is averaged
-over ``--random-seeds`` seeds. When
+over ``--random-seeds`` seeds. Distillation: L1 pruning at the same budget fine-tuned by
+``fxprune.train.fine_tune`` with and without the unpruned model as teacher (``--distill``,
+``--temperature``), same batches and seeds, over ``--distill-seeds`` seeds (mean, spread). When
 ``torch_pruning`` is importable, its ``MagnitudeImportance`` pruned to the same MACs
 (bisection on its ``pruning_ratio``, MACs counted by fxprune for both) is reported too.
 
@@ -17,6 +19,7 @@ Run (needs ``pip install scikit-learn``, the ``benchmark`` extra)::
 
     python3 benchmarks/accuracy.py
     python3 benchmarks/accuracy.py --target 0.25 --finetune 3
+    python3 benchmarks/accuracy.py --target 0.25 --only-distill --distill-seeds 5
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ if str(REPO_ROOT) not in sys.path:
 import fxprune  # noqa: E402
 from fxprune.drivers.compensate import compensate_bias  # noqa: E402
 from fxprune.passes.importance import random_scores  # noqa: E402
+from fxprune.train import fine_tune  # noqa: E402
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -167,6 +171,35 @@ def torch_pruning_row(model: nn.Module, example: torch.Tensor, target: float, p:
     return best, fxprune.analyze(best, (example,)).before.macs / base
 
 
+def distillation_rows(model: nn.Module, train_data: Data, test_data: Data,
+                      args: argparse.Namespace) -> dict[str, list[float]]:
+    """L1 pruning to the target MACs, fine-tuned with ``fxprune.train.fine_tune`` with and without the
+    unpruned model as teacher: the same epochs, batches, schedule and seeds for both arms."""
+    result = fxprune.compile(model, example_inputs=(train_data[0][:1],), importance="l1", target_macs=args.target)
+    arms: dict[str, list[float]] = {"cross-entropy only": [], f"distill {args.distill} (T={args.temperature})": []}
+    for seed in range(1, args.distill_seeds + 1):
+        epochs = [batch for epoch in range(args.finetune) for batch in batches(train_data, 64, seed * 1000 + epoch)]
+        for name, weight in zip(arms, (0.0, args.distill), strict=True):
+            student = copy.deepcopy(result.module)
+            torch.manual_seed(seed)
+            fine_tune(student, epochs, lr=args.finetune_lr, momentum=0.9, weight_decay=5e-4, schedule="cosine",
+                      progress=False, teacher=model if weight else None, distill=weight or 0.5,
+                      temperature=args.temperature)
+            arms[name].append(accuracy(student, test_data))
+    return arms
+
+
+def distillation_table(arms: dict[str, list[float]], args: argparse.Namespace) -> str:
+    lines = [f"\ndistillation: L1 pruning to {args.target}x MACs, {args.finetune} fine-tune epochs "
+             f"(fxprune.train.fine_tune, SGD lr {args.finetune_lr}, cosine), {args.distill_seeds} seeds",
+             "", "| fine-tune | mean | sd | min | max | per seed |", "|---|---|---|---|---|---|"]
+    for name, values in arms.items():
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        lines.append(f"| {name} | {statistics.mean(values):.4f} | {spread:.4f} | {min(values):.4f} | "
+                     f"{max(values):.4f} | {', '.join(f'{v:.4f}' for v in values)} |")
+    return "\n".join(lines)
+
+
 def table(baseline: float, rows: dict[str, dict[str, float]], args: argparse.Namespace) -> str:
     lines = [f"baseline test accuracy {baseline:.4f} (500 test digits); target MACs {args.target}x; "
              f"fine-tune {args.finetune} epochs at lr {args.finetune_lr} (mean of {args.finetune_seeds} runs)",
@@ -193,6 +226,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=8, help="image side (8: native digits)")
     parser.add_argument("--taylor-batches", type=int, default=8, help="64-image batches for Taylor scores")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distill", type=float, default=0.5, help="distillation weight of the teacher arm")
+    parser.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
+    parser.add_argument("--distill-seeds", type=int, default=5, help="seeds of the distillation comparison (0: skip)")
+    parser.add_argument("--only-distill", action="store_true", help="skip the criteria table")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a loaded machine)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -204,6 +241,10 @@ def main() -> None:
     baseline = accuracy(model, test_data)
     print(f"baseline trained in {time.perf_counter() - started:.1f} s: test accuracy {baseline:.4f}", flush=True)
 
+    if args.distill_seeds:
+        print(distillation_table(distillation_rows(model, train_data, test_data, args), args), flush=True)
+    if args.only_distill:
+        return
     try:
         import torch_pruning  # noqa: F401
         has_tp = True

@@ -7,7 +7,14 @@ so machine-load drift hits all alike). It prints, per model, ORT median/p90 late
 speed-up over the original, the MACs reduction and the efficiency (speed-up / MACs
 reduction; 1.0 means the runtime delivers all the speed-up the MACs promise).
 
-Inputs: 1x3x224x224 for 2D models, 1x3x16x112x112 for video models.
+Inputs: 1x3x224x224 for 2D models, 1x3x16x112x112 for video models (``--image-size``,
+``--clip`` to shrink them on a busy machine).
+
+``--int8`` adds an INT8 row for every variant: its ONNX file quantized with ONNX Runtime's
+static QDQ quantizer (per-channel weights, :func:`fxprune.export.quantize`), calibrated on
+``--calibration-batches`` random batches of the input shape (random weights have no data to
+calibrate on; a trained model should be calibrated on real batches), with its size, latency
+and largest output difference from the float file ("INT8 max err").
 
 On a machine shared with other jobs, ORT's spinning worker threads inflate latency and
 skew the ratios: measure with ``--threads 1`` or
@@ -18,6 +25,7 @@ Example::
     python3 benchmarks/deploy.py --models resnet50 r2plus1d_18 --ratios 0.5
     python3 benchmarks/deploy.py --ratios 0.3 0.5 --round-to 1 8 16 --threads 4 --json deploy.json
     python3 benchmarks/deploy.py --models resnet50 --profile /tmp/ort-profiles   # per-op-type times
+    python3 benchmarks/deploy.py --models resnet50 r2plus1d_18 c3d --ratios 0.5 --int8
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import fxprune  # noqa: E402
 from fxprune.export import benchmark, to_onnx  # noqa: E402
-from fxprune.export.onnx import flat_tensors, make_session, run_session  # noqa: E402
+from fxprune.export.session import flat_tensors, make_session, run_session  # noqa: E402
 from fxprune.models import c3d  # noqa: E402
 
 IMAGE_SHAPE = (1, 3, 224, 224)
@@ -72,8 +80,10 @@ def variant_name(ratio: float, round_to: int | None) -> str:
 def build_variants(name: str, args: argparse.Namespace) -> tuple[dict[str, nn.Module], tuple[torch.Tensor, ...]]:
     """The original model and one pruned variant per (ratio, round_to), with the example input."""
     build, shape = MODELS[name]
+    shape = _shape(shape, args)
     torch.manual_seed(0)
-    model = build().eval()
+    # C3D's classifier is sized for its clip: build it for the shape asked for.
+    model = (c3d(clip_length=shape[2], input_size=shape[3]) if build is c3d else build()).eval()
     inputs = (torch.randn(*shape),)
     variants: dict[str, nn.Module] = {"original": model}
     for ratio in args.ratios:
@@ -81,6 +91,18 @@ def build_variants(name: str, args: argparse.Namespace) -> tuple[dict[str, nn.Mo
             result = fxprune.compile(model, ratio, example_inputs=inputs, round_to=round_to if round_to > 1 else None)
             variants[variant_name(ratio, round_to)] = result.module
     return variants, inputs
+
+
+def _shape(shape: tuple[int, ...], args: argparse.Namespace) -> tuple[int, ...]:
+    if len(shape) == 4:
+        return (*shape[:2], args.image_size, args.image_size)
+    frames, size = args.clip
+    return (*shape[:2], frames, size, size)
+
+
+def calibration(shape: tuple[int, ...], batches: int) -> list[tuple[torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(*shape, generator=generator),) for _ in range(batches)]
 
 
 def profile_ops(name: str, variants: dict[str, nn.Module], inputs: tuple[torch.Tensor, ...], folder: Path,
@@ -124,6 +146,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eager", action="store_true", help="also time eager PyTorch")
     parser.add_argument("--session-config", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra ORT session entries, e.g. session.intra_op.allow_spinning=0")
+    parser.add_argument("--int8", action="store_true", help="add a static INT8 (QDQ) row for every variant")
+    parser.add_argument("--calibration-batches", type=int, default=8, help="random calibration batches for --int8")
+    parser.add_argument("--image-size", type=int, default=224, help="side of the 2D models' input")
+    parser.add_argument("--clip", nargs=2, type=int, default=[16, 112], metavar=("FRAMES", "SIZE"),
+                        help="video models' clip length and frame side")
     parser.add_argument("--profile", default=None, metavar="DIR", help="also print ORT per-op-type times")
     parser.add_argument("--json", default=None, metavar="OUT", help="write all reports as JSON")
     return parser.parse_args(argv)
@@ -136,9 +163,10 @@ def main(argv: list[str] | None = None) -> int:
     config = dict(entry.split("=", 1) for entry in args.session_config)
     for name in args.models:
         variants, inputs = build_variants(name, args)
+        int8 = calibration(tuple(inputs[0].shape), args.calibration_batches) if args.int8 else None
         reports[name] = benchmark(variants, inputs, runs=args.runs, warmup=args.warmup, threads=args.threads,
-                                  eager=args.eager, session_config=config)
-        print(f"\n## {name} {MODELS[name][1]}\n\n{reports[name].to_markdown()}", flush=True)
+                                  eager=args.eager, session_config=config, int8=int8)
+        print(f"\n## {name} {tuple(inputs[0].shape)}\n\n{reports[name].to_markdown()}", flush=True)
         if args.profile:
             profile_ops(name, variants, inputs, Path(args.profile), args.threads, config)
         if args.json:  # rewritten after every model, so a long sweep that stops keeps what it measured

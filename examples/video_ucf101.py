@@ -30,6 +30,7 @@ import fxprune
 from fxprune.data import UCF101, SlowFastClips, write_synthetic_ucf101
 from fxprune.drivers.sensitivity import sensitivity
 from fxprune.export import benchmark
+from fxprune.export.session import flat_tensors, make_session, run_session
 from fxprune.models import c3d, slowfast
 from fxprune.train import evaluate, fine_tune, make_loader
 
@@ -48,7 +49,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--round-to", type=int,
                         help="keep channel counts multiples of this (vector-friendly widths; 1 = off); "
                              "default 8, or 1 with --quick whose layers are only a few channels wide")
-    parser.add_argument("--videos-per-class", type=int, default=32, help="synthetic videos per class")
+    parser.add_argument("--videos-per-class", type=int, default=32, help="synthetic training videos per class")
+    parser.add_argument("--test-videos-per-class", type=int, default=50,
+                        help="synthetic test videos per class (50: 200 test clips over the 4 classes)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the network's initialisation and training")
+    parser.add_argument("--distill", type=float, default=0.0,
+                        help="fine-tune the pruned network on the original's logits too, with this weight (KD)")
+    parser.add_argument("--int8", action="store_true",
+                        help="add a row for the pruned model quantized to static INT8 (ONNX Runtime, QDQ), "
+                             "calibrated on 4 training batches, with its accuracy")
     parser.add_argument("--epochs", type=int, default=30, help="baseline training epochs")
     parser.add_argument("--finetune-epochs", type=int, default=10)
     parser.add_argument("--size", type=int, default=64, help="frame size fed to the network")
@@ -67,6 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         args.round_to = 1 if args.quick else 8
     if args.quick:
         args.epochs, args.finetune_epochs, args.size, args.runs, args.videos_per_class = 3, 1, 32, 3, 6
+        args.test_videos_per_class = 2
     return args
 
 
@@ -80,7 +90,7 @@ def build_model(args: argparse.Namespace, classes: int) -> nn.Module:
 def datasets(args: argparse.Namespace, root: Path) -> tuple[Any, Any]:
     if args.data is None:
         write_synthetic_ucf101(root, classes=4, videos_per_class=args.videos_per_class, frames=24,
-                               size=max(48, args.size), seed=0)
+                               size=max(48, args.size), seed=0, test_videos_per_class=args.test_videos_per_class)
     data_root = root if args.data is None else args.data
     common = {"clip_length": 16, "size": args.size, "splits_dir": args.split_dir, "progress": not args.quick}
     train = UCF101(data_root, split="train", sampling="random", **common)
@@ -99,17 +109,18 @@ def calibration(loader: Any, batches: int) -> list[tuple[Any, torch.Tensor]]:
     return taken
 
 
-def train(model: nn.Module, loader: Any, epochs: int, lr: float, quick: bool) -> None:
+def train(model: nn.Module, loader: Any, epochs: int, lr: float, quick: bool, teacher: nn.Module | None = None,
+          distill: float = 0.5) -> None:
     """AdamW with one epoch of warm-up and cosine decay: C3D has no BatchNorm, and with
     plain SGD at a constant rate it sits at chance on this small dataset."""
     fine_tune(model, loader, epochs=epochs, lr=lr, optimizer="adamw", weight_decay=0.01, schedule="cosine",
-              warmup=len(loader), progress=not quick)
+              warmup=len(loader), progress=not quick, teacher=teacher, distill=distill)
     model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     out = args.out or Path(tempfile.mkdtemp(prefix="fxprune-video-"))
     out.mkdir(parents=True, exist_ok=True)
     train_set, test_set = datasets(args, out / "data")
@@ -140,25 +151,42 @@ def main(argv: list[str] | None = None) -> int:
     print(result.summary(), file=sys.stderr)
     pruned = result.module
     pruned_before_tuning = evaluate(pruned, test_loader)
-    print(f"fine-tuning the pruned {args.model} for {args.finetune_epochs} epochs", file=sys.stderr)
-    train(pruned, train_loader, args.finetune_epochs, lr=3e-4, quick=args.quick)
+    print(f"fine-tuning the pruned {args.model} for {args.finetune_epochs} epochs"
+          + (f", distilling from the original (weight {args.distill})" if args.distill else ""), file=sys.stderr)
+    train(pruned, train_loader, args.finetune_epochs, lr=3e-4, quick=args.quick,
+          teacher=model if args.distill else None, distill=args.distill or 0.5)
     pruned_accuracy = evaluate(pruned, test_loader)
     fxprune.save(result, out / f"{args.model}_pruned.pt2", example_inputs=example)
 
     spinning = {} if args.ort_spinning else {"session.intra_op.allow_spinning": "0"}
+    calibration_batches = [inputs for inputs, _ in calibration(train_loader, 4)] if args.int8 else None
     table = benchmark({"original": model, "pruned": pruned}, example, runs=args.runs, warmup=3,
                       batch_sizes=(1, 8), workdir=out, eager=False, progress=not args.quick,
-                      threads=args.threads, session_config=spinning)
-    rows = summary_rows(table, {"original": accuracy, "pruned": pruned_accuracy}, result)
+                      threads=args.threads, session_config=spinning, int8=calibration_batches)
+    accuracies = {"original": accuracy, "pruned": pruned_accuracy}
+    if args.int8:
+        accuracies["pruned int8"] = int8_accuracy(out / "1_pruned.int8.onnx", test_loader)
+    rows = summary_rows(table, accuracies, result)
     settings = (f"ONNX Runtime CPU, {args.threads or os.cpu_count()} threads, spinning "
                 f"{'on' if args.ort_spinning else 'off'}, median of {args.runs} runs")
     print(json.dumps(rows, indent=2) if args.json else render(rows, pruned_before_tuning, settings, out))
     return 0
 
 
+def int8_accuracy(path: Path, loader: Any) -> float:
+    """Top-1 accuracy of an ONNX file (the INT8 model the benchmark wrote) in ONNX Runtime."""
+    session = make_session(path, threads=None)
+    right = total = 0
+    for clips, labels in loader:
+        logits = run_session(session, flat_tensors((clips,)))[0]
+        right += int((torch.from_numpy(logits).argmax(1) == labels).sum())
+        total += labels.numel()
+    return right / total
+
+
 def summary_rows(table: Any, accuracy: dict[str, float], result: fxprune.CompileResult) -> list[dict[str, Any]]:
     rows = []
-    for name in ("original", "pruned"):
+    for name in accuracy:
         mine = {r.batch_size: r for r in table.rows if r.name == name}
         figures = result.before if name == "original" else result.after
         rows.append({"model": name, "onnx_mb": mine[1].onnx_bytes / 2**20, "ort_ms_b1": mine[1].ort_median_ms,
@@ -173,7 +201,7 @@ def render(rows: list[dict[str, Any]], before_tuning: float, settings: str, out:
     for r in rows:
         lines.append(f"| {r['model']} | {r['onnx_mb']:.2f} | {r['ort_ms_b1']:.2f} | {r['ort_ms_b8']:.2f} | "
                      f"{r['params'] / 1e6:.2f}M | {r['macs'] / 1e9:.3f} | {100 * r['accuracy']:.1f}% |")
-    first, second = rows
+    first, second = rows[:2]
     speedup_b1, speedup_b8 = first["ort_ms_b1"] / second["ort_ms_b1"], first["ort_ms_b8"] / second["ort_ms_b8"]
     lines.append(f"\nparams {first['params'] / second['params']:.2f}x fewer, ORT speed-up {speedup_b1:.2f}x (b1) "
                  f"{speedup_b8:.2f}x (b8); accuracy {100 * before_tuning:.1f}% right after pruning\n"

@@ -13,6 +13,7 @@ from .drivers.compensate import compensate_bias
 from .drivers.compile import compile, verify
 from .drivers.schedule import ScheduleResult, prune_iteratively
 from .drivers.sensitivity import SensitivityReport, sensitivity
+from .drivers.submodules import SubmoduleResult
 from .errors import ConfigError, FxPruneError, InputError, PlanError, RewriteError, TraceError
 from .passes import ChannelGroup, Groups, Member, Plan, PlanEntry, find_groups, propagate_shapes
 from .passes.capture import Capture, capture, trace
@@ -25,5 +26,6 @@ from .version import __version__
 __all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "capture",
            "Capture", "find_groups", "propagate_shapes", "ChannelGroup", "Groups", "Member", "Plan", "PlanEntry",
            "Figures", "FxPruneError", "InputError", "PlanError", "RewriteError", "TraceError", "save", "load",
-           "read_metadata", "sensitivity", "SensitivityReport", "prune_iteratively", "ScheduleResult",
-           "compensate_bias", "load_config", "parse_config", "PruneConfig", "ConfigError", "models", "__version__"]
+           "read_metadata", "sensitivity", "SensitivityReport", "SubmoduleResult", "prune_iteratively",
+           "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig", "ConfigError",
+           "models", "__version__"]

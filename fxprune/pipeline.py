@@ -31,7 +31,7 @@ from .passes.rewrite import check_shapes, rewrite
 from .passes.shapes import propagate_shapes
 from .passes.summary import summarize
 
-__all__ = ["Analysis", "CompileResult", "analyze", "apply_plan", "apply_with_retry", "search_budget"]
+__all__ = ["Analysis", "CompileResult", "LatencyOutcome", "analyze", "apply_plan", "apply_with_retry", "search_budget"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,40 @@ class Analysis:
 
 
 @dataclass(frozen=True)
+class LatencyOutcome:
+    """What a latency budget asked for and what the pruned model measured.
+
+    Attributes:
+        budget_ms: the budget; ``fraction`` of ``original_ms`` when it was given as a fraction.
+        original_ms: the original model's measured median.
+        predicted_ms: the latency model's prediction for the returned plan.
+        measured_ms: the returned module's measured median.
+        measurements: whole models measured while correcting the plan (the original included).
+        setting: how latency was measured (runtime, threads, batch, runs).
+        fraction: the budget as a fraction of the original, if it was given so.
+    """
+
+    budget_ms: float
+    original_ms: float
+    predicted_ms: float
+    measured_ms: float
+    measurements: int
+    setting: str
+    fraction: float | None = None
+
+    @property
+    def met(self) -> bool:
+        return self.measured_ms <= self.budget_ms
+
+    def describe(self) -> str:
+        asked = f"{self.budget_ms:.3g} ms" + (f" ({self.fraction:g}x of the original)" if self.fraction else "")
+        verdict = "met" if self.met else "NOT met"
+        return (f"latency target {asked}: original {self.original_ms:.3g} ms, predicted {self.predicted_ms:.3g} ms, "
+                f"measured {self.measured_ms:.3g} ms ({self.original_ms / self.measured_ms:.2f}x faster), {verdict}; "
+                f"{self.measurements} models measured, {self.setting}")
+
+
+@dataclass(frozen=True)
 class CompileResult:
     """What :func:`compile` returns.
 
@@ -62,6 +96,7 @@ class CompileResult:
         before, after: parameters and MACs of the model and of ``module``.
         seconds: wall time of the compile.
         target: the budget asked for, as ("macs" or "params", fraction), if any.
+        latency: for a latency budget, what was asked, predicted and measured.
     """
 
     module: fx.GraphModule
@@ -73,6 +108,7 @@ class CompileResult:
     traced: fx.GraphModule
     target: tuple[str, float] | None = None
     capture: Capture | None = None
+    latency: LatencyOutcome | None = None
 
     def summary(self) -> str:
         text = summarize(self.traced.__class__.__name__, self.before, self.after, self.groups, self.plan,
@@ -83,6 +119,8 @@ class CompileResult:
             kind, fraction = self.target
             reached = getattr(self.after, kind) / max(1, getattr(self.before, kind))
             text += f"\n  budget  {kind} target {fraction:.3f}x of the original, reached {reached:.3f}x"
+        if self.latency is not None:
+            text += f"\n  budget  {self.latency.describe()}"
         return text
 
 

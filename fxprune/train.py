@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -30,7 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
-from fxprune.distributed import DistributedInfo, distributed_session, make_loader, weights_checksum
+from fxprune.distributed import (
+    DistributedInfo,
+    distributed_session,
+    make_loader,
+    weights_checksum,
+)
 from fxprune.errors import InputError
 
 __all__ = ["distributed_session", "evaluate", "fine_tune", "make_loader", "weights_checksum"]
@@ -126,8 +131,11 @@ def fine_tune(
     schedule: str = "constant",
     warmup: int = 0,
     progress: bool = True,
+    teacher: nn.Module | None = None,
+    distill: float = 0.5,
+    temperature: float = 4.0,
 ) -> dict[str, Any]:
-    """Trains ``module`` in place with cross-entropy and a fresh optimizer.
+    """Trains ``module`` in place with cross-entropy (and, given a ``teacher``, distillation) and a fresh optimizer.
 
     The module is moved to ``device`` and trained in place (as any PyTorch
     training loop does); pass ``copy.deepcopy(module)`` to keep the original.
@@ -151,6 +159,15 @@ def fine_tune(
             known number of steps: ``steps`` or a loader with a length).
         warmup: Warm-up steps of the cosine schedule.
         progress: Show a progress bar (stderr, rank 0 only).
+        teacher: A model whose logits the module also learns from (knowledge distillation,
+            Hinton et al., arXiv 1503.02531), typically the unpruned original. It runs in eval
+            mode without gradients (its mode is restored afterwards) on every rank's own batch.
+        distill: Weight of the distillation term: the loss is
+            ``distill * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - distill) * CE(s, labels)``
+            for student logits ``s`` and teacher logits ``t`` (``F.kl_div`` of the student's
+            log-probabilities against the teacher's probabilities, batch mean); ignored without
+            a teacher. ``T^2`` keeps the soft term's gradients on the scale of the hard one's.
+        temperature: ``T``, which softens both distributions (> 0).
 
     Returns:
         ``{"loss": [per-step loss, averaged over ranks], "lr": [per-step learning rate], "steps", "epochs",
@@ -165,10 +182,15 @@ def fine_tune(
         True
     """
     _check_options(epochs, lr, steps, optimizer, schedule, warmup)
+    _check_distillation(teacher, distill, temperature)
     started = time.perf_counter()
     was_training = module.training
+    teacher_was_training = teacher.training if teacher is not None else False
     with distributed_session(device) as info:
         module.to(info.device)
+        if teacher is not None:
+            teacher.to(info.device).eval()
+        loss_of = _loss(teacher, distill, temperature)
         model = module
         if info.world_size > 1:
             model = DistributedDataParallel(
@@ -179,9 +201,12 @@ def fine_tune(
         scheduler = _scheduler(schedule, solver, total, warmup)
         bar = tqdm(total=total, desc="fine-tune", unit="step", file=sys.stderr, disable=not (progress and info.is_main))
         model.train()
-        losses, rates, epochs_run = _train_steps(model, solver, scheduler, _batches(loader, epochs, steps), info, bar)
+        losses, rates, epochs_run = _train_steps(model, solver, scheduler, _batches(loader, epochs, steps), info, bar,
+                                                 loss_of)
         bar.close()
         module.train(was_training)
+        if teacher is not None:
+            teacher.train(teacher_was_training)
         seconds = time.perf_counter() - started
         return {
             "loss": losses,
@@ -190,6 +215,7 @@ def fine_tune(
             "epochs": epochs_run,
             "seconds": seconds,
             "world_size": info.world_size,
+            "distill": distill if teacher is not None else 0.0,
         }
 
 
@@ -197,14 +223,16 @@ def _train_steps(
     model: nn.Module,
     solver: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
-    batches: Iterator[tuple[int, Any]], info: DistributedInfo, bar: Any
+    batches: Iterator[tuple[int, Any]], info: DistributedInfo, bar: Any,
+    loss_of: Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[float], list[float], int]:
     """One optimizer step per batch; returns the per-step losses and learning rates and the epochs begun."""
     losses: list[float] = []
     rates: list[float] = []
     epoch = -1
     for epoch, (inputs, labels) in batches:
-        loss = F.cross_entropy(model(_to_device(inputs, info.device)), labels.to(info.device))
+        inputs, labels = _to_device(inputs, info.device), labels.to(info.device)
+        loss = (loss_of or _loss(None, 0.0, 1.0))(model(inputs), inputs, labels)
         solver.zero_grad(set_to_none=True)
         loss.backward()
         rates.append(solver.param_groups[0]["lr"])
@@ -215,6 +243,32 @@ def _train_steps(
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}", epoch=epoch)
     return losses, rates, epoch + 1
+
+
+def _loss(teacher: nn.Module | None, distill: float,
+          temperature: float) -> Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]:
+    """``loss(student_logits, inputs, labels)``: cross-entropy, mixed with distillation when there is a teacher."""
+    def loss(logits: torch.Tensor, inputs: Any, labels: torch.Tensor) -> torch.Tensor:
+        hard = F.cross_entropy(logits, labels)
+        if teacher is None or distill == 0:
+            return hard
+        with torch.no_grad():
+            target = teacher(inputs)
+        soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), F.softmax(target / temperature, dim=1),
+                        reduction="batchmean")
+        return distill * temperature**2 * soft + (1 - distill) * hard
+
+    return loss
+
+
+def _check_distillation(teacher: nn.Module | None, distill: float, temperature: float) -> None:
+    if teacher is not None and not isinstance(teacher, nn.Module):
+        raise InputError(f"teacher must be an nn.Module (e.g. the unpruned model), got {type(teacher).__name__}")
+    if isinstance(distill, bool) or not isinstance(distill, (int, float)) or not 0 <= distill <= 1:
+        raise InputError(f"distill must be a weight in [0, 1], got {distill!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0 \
+            or not math.isfinite(temperature):
+        raise InputError(f"temperature must be a finite number > 0, got {temperature!r}")
 
 
 def _epoch_steps(loader: Iterable, epochs: int) -> int | None:

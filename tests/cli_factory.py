@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["not_a_model", "tiny2d", "tiny3d", "two_stream"]
+__all__ = ["Gated", "gated", "not_a_model", "tiny2d", "tiny3d", "two_stream"]
 
 
 class _Residual2d(nn.Module):
@@ -22,6 +22,27 @@ class _Residual2d(nn.Module):
         x = self.stem(x)
         x = torch.relu(x + self.block(x))
         return self.head(x.mean((2, 3)))
+
+
+class Gated(nn.Module):
+    """Two prunable conv blocks around a loop over channels picked by their values.
+
+    Neither front end captures the loop (symbolic tracing cannot iterate a proxy; torch.export
+    cannot guard on the number of channels ``nonzero`` finds), as in a detector's NMS; the two
+    blocks capture on their own.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                      nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.Conv2d(8, 16, 1), nn.ReLU(), nn.Conv2d(16, 4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.features(x)
+        for channel in torch.nonzero(y.mean((0, 2, 3)) > y.mean()).flatten().tolist():
+            y = y + y[:, channel:channel + 1]
+        return self.head(y)
 
 
 class _Tiny3d(nn.Module):
@@ -73,3 +94,8 @@ def two_stream() -> nn.Module:
 def not_a_model() -> str:
     """A factory that returns something else (the CLI must refuse it)."""
     return "not a model"
+
+
+def gated() -> nn.Module:
+    torch.manual_seed(0)
+    return Gated().eval()

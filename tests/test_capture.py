@@ -340,3 +340,38 @@ def test_schedules_and_sensitivity_capture_through_export() -> None:
     assert report.rows
     with pytest.raises(TraceError):
         fxprune.sensitivity(model, inputs, lambda m: 0.0, ratios=(0.5,), progress=False, capture="fx")
+
+
+def _checks_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Record the front end and check every analysis asks the capture for."""
+    asked: list[tuple[str, bool]] = []
+    capture = fxprune.pipeline.capture_model
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        asked.append((kwargs["front_end"], kwargs["check"]))
+        return capture(*args, **kwargs)
+
+    monkeypatch.setattr(fxprune.pipeline, "capture_model", recording)
+    return asked
+
+
+def test_schedules_and_sensitivity_pass_the_capture_options_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, inputs = _build("shape_branch")
+    asked = _checks_asked(monkeypatch)
+    schedule = fxprune.prune_iteratively(model, inputs, 0.5, steps=2, progress=False, capture="export",
+                                         check_capture=False)
+    assert asked == [("export", False)] * 2 and schedule.steps[-1].capture.check_seconds is None
+    fxprune.sensitivity(model, inputs, lambda m: 0.0, ratios=(0.5,), progress=False, capture="export",
+                        check_capture=False)
+    assert asked[2:] == [("export", False)]
+
+
+def test_config_chooses_the_capture(monkeypatch: pytest.MonkeyPatch) -> None:
+    model, inputs = _build("shape_branch")
+    with pytest.raises(TraceError, match="cannot trace"):
+        fxprune.parse_config("ratios: 0.5\ncapture: fx\n").run(model, inputs)
+    asked = _checks_asked(monkeypatch)
+    result = fxprune.parse_config("ratios: 0.5\ncapture: export\ncheck_capture: false\n").run(model, inputs)
+    assert result.capture.front_end == "export" and result.capture.check_seconds is None
+    fxprune.parse_config("ratios: 0.5\ncapture: export\nschedule: {steps: 2}\n").run(model, inputs, progress=False)
+    assert asked == [("export", False), ("export", True), ("export", True)]

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from fxprune import cli
+from fxprune.cli.output import Progress
 
 try:  # pytest puts tests/ on sys.path (rootdir-relative imports work when run from the repository root)
     from cli_factory import tiny2d, tiny3d
@@ -26,6 +27,7 @@ except ImportError:
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY2D = ["tests.cli_factory:tiny2d", "--input-shape", "1,3,32,32"]
+GATED = ["tests.cli_factory:gated", "--input-shape", "2,3,8,8"]
 
 
 def run(*args: str, entry_point: bool = False) -> subprocess.CompletedProcess:
@@ -44,7 +46,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 QUICK = {
     "help": ["--help"],
-    **{f"help_{name}": [name, "--help"] for name in ("prune", "inspect", "export", "bench")},
+    **{f"help_{name}": [name, "--help"] for name in ("prune", "inspect", "export", "bench", "sensitivity")},
     "unknown_model": ["prune", "resnet19", "--ratio", "0.5", "--input-shape", "1,3,64,64"],
     "malformed_shape": ["prune", "tests.cli_factory:tiny2d", "--ratio", "0.5", "--input-shape", "1,3,x,64"],
     "bad_ratio": ["prune", *TINY2D, "--ratio", "1.5"],
@@ -53,6 +55,8 @@ QUICK = {
     "wrong_weights": ["prune", *TINY2D, "--ratio", "0.5", "--weights", "{wrong_weights}"],
     "not_a_model": ["inspect", "tests.cli_factory:not_a_model", "--input-shape", "1,3,8,8"],
     "prune_pt2": ["prune", "x.pt2", "--ratio", "0.5", "--input-shape", "1,3,8,8"],
+    "bad_capture": ["sensitivity", *TINY2D, "--eval", "math:fabs", "--capture", "jit"],
+    "submodules_saved": ["prune", *GATED, "--ratio", "0.5", "--submodules", "-o", "{folder}/gated.pt2"],
 }
 
 
@@ -72,6 +76,8 @@ def test_help(quick: dict, name: str) -> None:
     assert "usage: fxprune" in done.stdout
     if name != "help":
         assert "examples:" in done.stdout and "--input-shape" in done.stdout
+    if name in ("help_prune", "help_inspect", "help_sensitivity"):
+        assert "--capture {auto,fx,export}" in done.stdout and "--no-check-capture" in done.stdout
 
 
 @pytest.mark.parametrize("name, message", [
@@ -83,6 +89,8 @@ def test_help(quick: dict, name: str) -> None:
     ("wrong_weights", "do not fit the model"),
     ("not_a_model", "returned a str, not an nn.Module"),
     ("prune_pt2", "give the original MODEL"),
+    ("bad_capture", "argument --capture: invalid choice: 'jit'"),
+    ("submodules_saved", "Gated was pruned by submodules"),
 ])
 def test_user_errors_are_one_line_and_exit_2(quick: dict, name: str, message: str) -> None:
     done = quick[name]
@@ -185,7 +193,8 @@ def test_sensitivity_writes_report_and_ratios(tmp_path: Path) -> None:
                          "        return -float(module(torch.randn(2, 3, 8, 16, 16)).abs().mean())\n")
     done = subprocess.run([sys.executable, "-m", "fxprune", "sensitivity", "tests.cli_factory:tiny3d",
                            "--input-shape", "1,3,8,16,16", "--eval", "sens_eval:score", "--ratios", "0.25,0.5",
-                           "--out", str(tmp_path / "out"), "--tolerance", "1.0", "--json", "-q"],
+                           "--out", str(tmp_path / "out"), "--tolerance", "1.0", "--json", "-q",
+                           "--capture", "export", "--no-check-capture"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}, cwd=ROOT)
     assert done.returncode == 0, done.stderr
@@ -193,6 +202,33 @@ def test_sensitivity_writes_report_and_ratios(tmp_path: Path) -> None:
     assert data["rows"] >= 2 and data["ratios"]
     for name in ("sensitivity.csv", "sensitivity.json", "sensitivity.png", "ratios.yaml"):
         assert (tmp_path / "out" / name).exists()
+
+
+def test_sensitivity_passes_the_capture_options_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from fxprune.cli import sensitivity as command
+
+    asked: dict[str, object] = {}
+
+    def recording(*args: object, **kwargs: object) -> None:
+        asked.update(kwargs)
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(command, "sensitivity", recording)
+    args = cli.build_parser().parse_args(["sensitivity", *TINY2D, "--eval", "math:fabs", "--capture", "export",
+                                          "--no-check-capture", "--out", str(tmp_path)])
+    with pytest.raises(RuntimeError, match="stop"):
+        command.run_sensitivity(args, Progress(quiet=True))
+    assert asked["capture"] == "export" and asked["check_capture"] is False
+
+
+def test_prune_by_submodules() -> None:
+    done = run("prune", *GATED, "--ratio", "0.5", "--submodules", "--json", "-q")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)["submodules"]
+    assert [part["name"] for part in data["pruned"]] == ["features", "head"] and "export: " in data["whole"]
+    assert all(part["groups"]["pruned"] == 1 for part in data["pruned"])
+    done = run("prune", *GATED, "--ratio", "0.5", "--submodules", "head", "-q")
+    assert done.returncode == 0 and "pruned  head (fx)" in done.stdout and "features" not in done.stdout, done.stderr
 
 
 def test_prune_with_yaml_schedule(tmp_path: Path) -> None:

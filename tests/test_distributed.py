@@ -94,8 +94,10 @@ def test_torchrun_two_ranks_end_with_identical_weights(root: Path, tmp_path: Pat
     checksums = tmp_path / "checksums"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(EXAMPLE)]
     command += ["--data", str(root), "--steps", "3", "--checksum-dir", str(checksums)]
-    # One thread per rank: two ranks on a small CI machine must not oversubscribe it.
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    # One thread per rank (two ranks on a small CI machine must not oversubscribe it), and this
+    # checkout's fxprune, not whichever one is installed.
+    env = os.environ | {"OMP_NUM_THREADS": "1",
+                        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, f"torchrun failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     records = [json.loads((checksums / f"rank{rank}.json").read_text()) for rank in (0, 1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_video_example(*args: str) -> list[dict[str, Any]]:
+    # This checkout's fxprune, not whichever one is installed (the example may use what only it has).
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(ROOT / "examples" / "video_ucf101.py"), "--quick", "--json", *args],
-                          check=False, capture_output=True, text=True, timeout=900)
+                          check=False, capture_output=True, text=True, timeout=900, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout)
 

@@ -214,6 +214,8 @@ BAD = [
     ("version: 2\nratios: 0.5\n", "unsupported version", "version", 1),
     ("ratios: 0.5\nexact: true\nexact: false\n", "given twice (first at line 2)", "exact", 3),
     ("ratios: 0.5\ncalibration_batches: -1\n", "positive integer", "calibration_batches", 2),
+    ("ratios: 0.5\ncapture: torchscript\n", "one of auto, fx, export", "capture", 2),
+    ("ratios: 0.5\ncheck_capture: 1\n", "true or false", "check_capture", 2),
     ("ratios: !!python/name:os.system 0.5\n", "YAML syntax error", "ratios", 1),
 ]
 

@@ -56,6 +56,20 @@ def test_synthetic_layout_is_ucf101(root: Path) -> None:
     assert all(probe_num_frames(video) == FRAMES for video in videos)
 
 
+def test_extra_test_videos_form_a_test_split_of_their_own(tmp_path: Path) -> None:
+    root = write_synthetic_ucf101(tmp_path / "UCF", classes=2, videos_per_class=4, test_videos_per_class=6,
+                                  frames=4, size=16)
+    train = (root / "trainlist01.txt").read_text().splitlines()
+    test = (root / "testlist01.txt").read_text().splitlines()
+    assert len(train) == 2 * 4 and len(test) == 2 * 6
+    train_groups = {line.split("_g")[1][:2] for line in train}
+    test_groups = {line.split("_g")[1][:2] for line in test}
+    assert train_groups == {"01", "02"} and test_groups == {"03", "04", "05"}  # no group in both
+    assert all((root / line).exists() for line in test)
+    with pytest.raises(InputError, match="test_videos_per_class"):
+        write_synthetic_ucf101(tmp_path / "bad", classes=2, videos_per_class=2, test_videos_per_class=0)
+
+
 def test_clip_shape_dtype_and_labels(root: Path) -> None:
     data = dataset(root)
     assert len(data) == CLASSES * PER_CLASS and data.num_classes == CLASSES

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..passes.capture import FRONT_ENDS
 from ..passes.importance import IMPORTANCE
-from .inputs import nonnegative_int, positive_float, positive_int
+from .inputs import add_capture_arguments, nonnegative_int, parse_session_entry, positive_float, positive_int
 from .sensitivity import EPILOG as _SENSITIVITY_EPILOG
 
-__all__ = ["EPILOGS", "add_bench_arguments", "add_export_arguments", "add_inspect_arguments", "add_prune_arguments"]
+__all__ = ["EPILOGS", "add_bench_arguments", "add_int8_arguments", "add_runtime_arguments", "add_export_arguments",
+           "add_inspect_arguments", "add_prune_arguments"]
 
 _INPUTS_HELP = """inputs:
   --input-shape gives one random float tensor per positional argument of forward; repeat it
@@ -34,12 +34,22 @@ EPILOGS = {
   fxprune prune r2plus1d_18 --ratio 0.3 --ratio 'layer4.*=0.6' --input-shape 1,3,16,112,112 \\
       --weights ucf101.pth -o r2p1d.pt2 --onnx r2p1d.onnx --plan-out plan.json
   fxprune prune mypkg.nets:build --plan plan.json --input-shape 1,3,64,64 --json -o out.pt2
+  fxprune prune fasterrcnn_mobilenet_v3_large_fpn --ratio 0.5 --input-shape 1,3,320,320 --submodules
+  fxprune prune resnet50 --target-latency 0.5 --threads 2 --batch 1 \
+      --session-config session.intra_op.allow_spinning=0 --input-shape 1,3,224,224 -o fast.pt2
 
 ratios:
   --ratio RATIO removes that fraction of every prunable channel group; --ratio PATTERN=RATIO
   (repeatable, first match wins) applies to groups produced by modules matching the glob
   PATTERN, with a plain --ratio as the default for the rest. --plan applies a saved plan
   (plan.json, or a .pt2 written by fxprune) instead. Leave out -o for a dry run.
+
+latency budgets:
+  --target-latency-ms MS or --target-latency FRACTION (of the original's measured median)
+  prunes to a latency measured in ONNX Runtime on this machine with --threads, --batch and
+  --session-config: each conv and linear is timed at a few widths (cached under
+  $FXPRUNE_CACHE_DIR or ~/.cache/fxprune, so a second run is fast), the plan is made against
+  that model and corrected by measuring the pruned model until its median meets the budget.
 
 """ + _INPUTS_HELP,
     "inspect": """examples:
@@ -54,9 +64,11 @@ is prunable or frozen (and why). --json adds the member tensors and axes.
     "export": """examples:
   fxprune export pruned.pt2 -o pruned.onnx
   fxprune export resnet18 --input-shape 1,3,224,224 -o resnet18.onnx --opset 17
+  fxprune export pruned.pt2 -o pruned.onnx --int8 --calibration mydata:calibration_batches
 
 The file is checked with onnx.checker and ONNX Runtime's output is compared with PyTorch's;
-a difference above tolerance fails with exit status 2.
+a difference above tolerance fails with exit status 2. --int8 also writes a static INT8
+(QDQ, per-channel) model with ONNX Runtime's quantizer and reports its max error vs float.
 
 """ + _INPUTS_HELP,
     "bench": """examples:
@@ -70,13 +82,6 @@ ORIGINAL's median over its median. Every budget is checked and every miss report
 
 """ + _INPUTS_HELP,
 }
-
-
-def add_capture_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--capture", choices=FRONT_ENDS, default="auto",
-                     help="front end: symbolic tracing (fx), torch.export, or fx falling back to export (auto)")
-    sub.add_argument("--no-check-capture", dest="check_capture", action="store_false",
-                     help="skip comparing the captured graph with the model on the example inputs")
 
 
 def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
@@ -95,7 +100,36 @@ def add_prune_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--onnx", metavar="OUT.onnx", help="also export the pruned model to ONNX")
     sub.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     sub.add_argument("--plan-out", metavar="PLAN.json", help="write the plan as JSON")
+    sub.add_argument("--target-latency-ms", type=positive_float, metavar="MS",
+                     help="prune to this ONNX Runtime median latency, measured on this machine")
+    sub.add_argument("--target-latency", type=positive_float, metavar="FRACTION",
+                     help="prune to this fraction of the original's measured latency, e.g. 0.5")
+    sub.add_argument("--latency-runs", type=positive_int, default=30, metavar="N",
+                     help="timed runs per whole-model measurement (default 30)")
+    sub.add_argument("--latency-cache", metavar="DIR", help="folder of the layer latency cache")
+    sub.add_argument("--int8", action="store_true",
+                     help="a latency target applies to the INT8 model (static QDQ, calibrated on the inputs)")
+    add_runtime_arguments(sub)
     add_capture_arguments(sub)
+    sub.add_argument("--submodules", nargs="?", const=True, default=False, type=_names, metavar="NAME,...",
+                     help="when the whole model does not capture (a detector's NMS), prune its largest submodules "
+                          "that do, boundaries kept; or the named ones, comma-separated (a dry run: the result "
+                          "runs the model's own post-processing, which .pt2 and ONNX cannot hold)")
+
+
+def _names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected submodule names separated by commas, got '{text}'")
+    return names
+
+
+def add_runtime_arguments(sub: argparse.ArgumentParser) -> None:
+    """The ONNX Runtime session options ``bench`` and ``prune`` share: threads, batch, session entries."""
+    sub.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: all cores)")
+    sub.add_argument("--batch", type=positive_int, metavar="N", help="batch size to measure at (default: the input's)")
+    sub.add_argument("--session-config", action="append", default=[], type=parse_session_entry, metavar="KEY=VALUE",
+                     help="ONNX Runtime session entry, e.g. session.intra_op.allow_spinning=0 (repeatable)")
 
 
 def add_inspect_arguments(sub: argparse.ArgumentParser) -> None:
@@ -111,6 +145,15 @@ def add_export_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--opset", type=positive_int, metavar="N", help="ONNX opset (default: the exporter's)")
     sub.add_argument("--no-dynamic-batch", action="store_true", help="fix the batch axis to the input's")
     sub.add_argument("--weights", metavar="FILE", help="state dict to load into MODEL first (weights_only)")
+    add_int8_arguments(sub)
+    sub.add_argument("--int8-output", metavar="OUT.onnx", help="where the INT8 model goes (default OUT.int8.onnx)")
+
+
+def add_int8_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--int8", action="store_true", help="also quantize to static INT8 (ONNX Runtime, QDQ)")
+    sub.add_argument("--calibration", metavar="MODULE:FUNCTION",
+                     help="calibration batches for --int8: FUNCTION() returns input batches or a DataLoader "
+                          "(default: the random --input-shape inputs, which calibrate poorly)")
 
 
 def add_bench_arguments(sub: argparse.ArgumentParser) -> None:
@@ -119,7 +162,8 @@ def add_bench_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--weights", metavar="FILE", help="state dict for ORIGINAL (weights_only)")
     sub.add_argument("--runs", type=positive_int, default=50, metavar="N", help="timed runs (default 50)")
     sub.add_argument("--warmup", type=nonnegative_int, default=10, metavar="N", help="untimed runs (default 10)")
-    sub.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: all cores)")
+    add_runtime_arguments(sub)
+    add_int8_arguments(sub)
     sub.add_argument("--no-eager", action="store_true", help="time ONNX Runtime only, not eager PyTorch")
     sub.add_argument("--markdown", metavar="FILE", help="also write the table as Markdown")
     sub.add_argument("--max-latency-ms", type=positive_float, metavar="MS", help="budget: pruned ORT median")

@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,18 @@ from typing import Any
 from .. import serialize
 from ..config import load_config
 from ..drivers.compile import compile as compile_model
+from ..drivers.submodules import SubmoduleResult
 from ..errors import InputError
 from ..passes.capture import capture
 from ..passes.figures import count_params
 from ..passes.groups import find_groups
-from .inputs import example_inputs, load_model, load_plan, parse_ratios
+from .inputs import (
+    example_inputs,
+    load_calibration,
+    load_model,
+    load_plan,
+    parse_ratios,
+)
 from .output import (
     EXIT_BUDGET,
     EXIT_OK,
@@ -60,18 +68,28 @@ def _refuse_pt2(spec: str, command: str) -> None:
 
 def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     _refuse_pt2(args.model, "prune")
-    if sum(bool(v) for v in (args.plan, args.ratio, args.config)) > 1:
-        raise InputError("give one of --ratio, --plan or --config")
+    latency = args.target_latency_ms is not None or args.target_latency is not None
+    if sum(bool(v) for v in (args.plan, args.ratio, args.config, latency)) > 1:
+        raise InputError("give one of --ratio, --plan, --config or a latency target (--target-latency[-ms])")
+    if args.int8 and not latency:
+        raise InputError("--int8 on prune makes a latency target (--target-latency[-ms]) measure the INT8 model; "
+                         "to quantize a pruned model, run 'fxprune export ... --int8'")
+    if args.submodules is not False and (args.config or args.plan):
+        raise InputError("--submodules takes --ratio: a config or a saved plan applies to one captured model")
     inputs = _inputs(args)
     model = _model(args.model, progress, args.weights)
-    with progress.step(f"pruning {args.model} (trace, groups, plan, rewrite)"):
+    with progress.step(f"pruning {args.model} (trace, groups, plan, rewrite{', measure' if latency else ''})"):
         if args.config:
             result = _from_config(args.config, model, inputs, args.quiet)
         else:
-            ratios = load_plan(args.plan) if args.plan else parse_ratios(args.ratio)
+            ratios = load_plan(args.plan) if args.plan else None if latency else parse_ratios(args.ratio)
             result = compile_model(model, ratios, example_inputs=inputs, exact=args.exact, ignore=args.ignore,
                                    round_to=args.round_to, importance=args.importance, capture=args.capture,
-                                   check_capture=args.check_capture)
+                                   check_capture=args.check_capture, submodules=args.submodules,
+                                   target_latency_ms=args.target_latency_ms, target_latency=args.target_latency,
+                                   latency=_latency_settings(args) if latency else None)
+    if isinstance(result, SubmoduleResult):
+        return _submodule_outcome(args, inputs, result)
     outputs: dict[str, Any] = {}
     if args.plan_out:
         Path(args.plan_out).parent.mkdir(parents=True, exist_ok=True)
@@ -92,10 +110,41 @@ def prune_command(args: argparse.Namespace, progress: Progress) -> Outcome:
             "macs_ratio": rounded_ratio(result.after.macs, result.before.macs),
             "groups": group_counts(groups, len(plan.entries)), "seconds": round(result.seconds, 3),
             "capture": capture_data(result.capture),
-            "outputs": outputs, "onnx": onnx_data(onnx) or None}
+            "outputs": outputs, "onnx": onnx_data(onnx) or None,
+            "latency": {**asdict(result.latency), "met": result.latency.met} if result.latency else None}
     text = "\n".join([result.summary()] + [f"  wrote {kind:<4} {path}" for kind, path in outputs.items()]
                      + ([f"  ONNX max |onnxruntime - torch| = {onnx.max_abs_error:.3g}"] if onnx else []))
+    if result.latency is not None and not result.latency.met:  # a build asked for this latency: fail it
+        return Outcome(text, data, [f"budget missed: {result.latency.describe()}"], EXIT_BUDGET)
     return Outcome(text, data)
+
+
+def _submodule_outcome(args: argparse.Namespace, inputs: tuple[Any, ...], result: SubmoduleResult) -> Outcome:
+    """A model pruned by submodules: the summary and figures (it has no single plan or graph to save)."""
+    unsaved = [flag for flag, value in (("-o", args.output), ("--onnx", args.onnx), ("--plan-out", args.plan_out))
+               if value]
+    if unsaved:
+        raise InputError(f"{type(result.module).__name__} was pruned by submodules: the result runs the model's own "
+                         f"post-processing, which neither .pt2 nor ONNX holds, and has one plan per submodule; "
+                         f"drop {', '.join(unsaved)} (use fxprune.compile(..., submodules=True) from Python)")
+    parts = [{"name": part.name, "front_end": part.result.capture.front_end if part.result.capture else None,
+              "groups": group_counts(part.result.groups, len(part.result.plan.entries)),
+              "params_ratio": rounded_ratio(part.result.after.params, part.result.before.params)}
+             for part in result.parts]
+    data = {"model": args.model, "inputs": input_shapes(inputs), "before": asdict(result.before),
+            "after": asdict(result.after), "params_ratio": rounded_ratio(result.after.params, result.before.params),
+            "macs_ratio": rounded_ratio(result.after.macs, result.before.macs), "seconds": round(result.seconds, 3),
+            "submodules": {"whole": result.whole or None, "pruned": parts,
+                           "left": [{"name": name, "why": why} for name, why in result.left]}}
+    return Outcome(result.summary(), data)
+
+
+def _latency_settings(args: argparse.Namespace) -> Any:
+    from ..export import LatencySettings
+
+    return LatencySettings(threads=args.threads, batch=args.batch, runs=args.latency_runs,
+                           session_config=dict(args.session_config), cache_dir=args.latency_cache,
+                           progress=not args.quiet, int8=getattr(args, "int8", False))
 
 
 def _from_config(path: str, model: Any, inputs: tuple[Any, ...], quiet: bool) -> Any:
@@ -141,8 +190,28 @@ def export_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     text = (f"wrote {info.path} ({info.file_bytes / 1e6:.2f} MB, opset {info.opset}, {info.exporter} exporter, "
             f"{'dynamic' if not args.no_dynamic_batch else 'fixed'} batch); max |onnxruntime - torch| = "
             f"{info.max_abs_error:.3g}")
-    return Outcome(text, {"model": args.model, "inputs": input_shapes(inputs), **onnx_data(info),
-                           "dynamic_batch": not args.no_dynamic_batch})
+    data = {"model": args.model, "inputs": input_shapes(inputs), **onnx_data(info),
+            "dynamic_batch": not args.no_dynamic_batch}
+    if args.int8:
+        from ..export import quantize
+
+        target = args.int8_output or str(Path(args.output).with_suffix(".int8.onnx"))
+        with progress.step(f"quantizing to INT8 ({target})"):
+            q = quantize(info.path, _calibration(args, inputs), target, check_inputs=inputs)
+        text += (f"\nwrote {q.path} (INT8 QDQ, {q.file_bytes / 1e6:.2f} MB, {q.qdq_nodes} Q/DQ nodes, "
+                 f"{q.calibration_batches} calibration batches); max |int8 - float| = {q.max_abs_error:.3g}")
+        data["int8"] = {"path": str(q.path), "bytes": q.file_bytes, "max_abs_error": q.max_abs_error,
+                        "qdq_nodes": q.qdq_nodes, "calibration_batches": q.calibration_batches}
+    return Outcome(text, data)
+
+
+def _calibration(args: argparse.Namespace, inputs: tuple[Any, ...]) -> list[Any]:
+    if args.calibration:
+        return load_calibration(args.calibration)
+    warnings.warn("fxprune: --int8 without --calibration calibrates on the random --input-shape inputs: "
+                  "activation scales fit noise, not data; pass --calibration module:function", UserWarning,
+                  stacklevel=2)
+    return [inputs]
 
 
 def bench_command(args: argparse.Namespace, progress: Progress) -> Outcome:
@@ -153,7 +222,10 @@ def bench_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     pruned = _model(args.pruned, progress)
     with progress.step(f"benchmarking ({args.runs} runs, {args.warmup} warm-up)"):
         report = benchmark({"original": original, "pruned": pruned}, inputs, runs=args.runs, warmup=args.warmup,
-                           threads=args.threads, eager=not args.no_eager, progress=not args.quiet)
+                           threads=args.threads, eager=not args.no_eager, progress=not args.quiet,
+                           batch_sizes=(args.batch,) if args.batch else (1,),
+                           session_config=dict(args.session_config),
+                           int8=_calibration(args, inputs) if args.int8 else None)
     markdown = report.to_markdown()
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)

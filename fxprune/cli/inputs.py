@@ -1,4 +1,4 @@
-"""What the ``fxprune`` command turns its arguments into: models, weights, inputs, ratios, plans.
+"""What the ``fxprune`` command turns its arguments into: models, weights, inputs, ratios, plans, capture.
 
 Every user mistake becomes an :class:`~fxprune.errors.InputError` whose one-line message
 says what was wrong and what to type instead; the CLI prints it and exits with status 2.
@@ -27,15 +27,19 @@ from torch import nn
 
 from .. import serialize
 from ..errors import InputError
+from ..passes.capture import FRONT_ENDS
 from ..passes.plan import Plan, Ratios, check_ratio
 
 __all__ = [
+    "add_capture_arguments",
     "example_inputs",
+    "load_calibration",
     "load_model",
     "load_plan",
     "load_weights",
     "nonnegative_int",
     "parse_ratios",
+    "parse_session_entry",
     "parse_shape",
     "positive_float",
     "positive_int",
@@ -80,15 +84,33 @@ def _from_torchvision(name: str) -> nn.Module:
 
 
 def _from_factory(spec: str) -> nn.Module:
+    model = _call(spec, "MODEL")
+    if not isinstance(model, nn.Module):
+        raise InputError(f"factory '{spec}' returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def load_calibration(spec: str) -> list[Any]:
+    """``--calibration package.module:function``: the batches ``function()`` yields (a DataLoader's too)."""
+    batches = _call(spec, "--calibration")
+    try:
+        return list(batches) if not isinstance(batches, torch.utils.data.DataLoader) else [b[0] for b in batches]
+    except TypeError:
+        raise InputError(f"--calibration '{spec}' returned a {type(batches).__name__}: return an iterable of "
+                         "input batches (tensors or tuples of tensors) or a DataLoader of (inputs, labels)") from None
+
+
+def _call(spec: str, label: str) -> Any:
+    """Import ``package.module:function`` and call it without arguments."""
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute or not all(p.isidentifier() for p in module_name.split(".")):
-        raise InputError(f"malformed MODEL '{spec}': expected 'package.module:factory', e.g. 'mypkg.nets:build'")
+        raise InputError(f"malformed {label} '{spec}': expected 'package.module:factory', e.g. 'mypkg.nets:build'")
     if os.getcwd() not in sys.path:  # the console script does not put the working folder on sys.path
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # a missing module, or an error inside the user's module
-        raise InputError(f"cannot import '{module_name}' (from MODEL '{spec}'): {type(error).__name__}: {error}; "
+        raise InputError(f"cannot import '{module_name}' (from {label} '{spec}'): {type(error).__name__}: {error}; "
                          "run from the folder that contains it or install its package") from error
     factory = getattr(module, attribute, None)
     if not callable(factory):
@@ -97,13 +119,10 @@ def _from_factory(spec: str) -> nn.Module:
         hint = f"; did you mean {', '.join(close)}?" if close else f"; it has {', '.join(public[:8]) or 'none'}"
         raise InputError(f"'{module_name}' has no callable '{attribute}'{hint}")
     try:
-        model = factory()
+        return factory()
     except Exception as error:  # the user's factory failed: say where, keep the cause for --debug
         raise InputError(f"factory '{spec}' failed: {type(error).__name__}: {error} "
                          "(re-run with --debug for the traceback)") from error
-    if not isinstance(model, nn.Module):
-        raise InputError(f"factory '{spec}' returned a {type(model).__name__}, not an nn.Module")
-    return model
 
 
 def load_weights(model: nn.Module, path: str) -> None:
@@ -231,6 +250,19 @@ def _number(kind: type, text: str, low: float, strict: bool) -> Any:
     return value
 
 
+def parse_session_entry(text: str) -> tuple[str, str]:
+    """``--session-config KEY=VALUE``: one ONNX Runtime session entry.
+
+    Example:
+        >>> parse_session_entry("session.intra_op.allow_spinning=0")
+        ('session.intra_op.allow_spinning', '0')
+    """
+    key, has_value, value = text.partition("=")
+    if not has_value or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. session.intra_op.allow_spinning=0, got '{text}'")
+    return key.strip(), value.strip()
+
+
 def positive_int(text: str) -> int:
     return _number(int, text, 0, strict=True)
 
@@ -241,3 +273,11 @@ def nonnegative_int(text: str) -> int:
 
 def positive_float(text: str) -> float:
     return _number(float, text, 0.0, strict=True)
+
+
+def add_capture_arguments(sub: argparse.ArgumentParser) -> None:
+    """``--capture`` and ``--no-check-capture``: every command that captures a model takes them."""
+    sub.add_argument("--capture", choices=FRONT_ENDS, default="auto",
+                     help="front end: symbolic tracing (fx), torch.export, or fx falling back to export (auto)")
+    sub.add_argument("--no-check-capture", dest="check_capture", action="store_false",
+                     help="skip comparing the captured graph with the model on the example inputs")

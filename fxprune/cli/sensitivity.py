@@ -10,7 +10,7 @@ from typing import Any
 
 from ..drivers.sensitivity import sensitivity
 from ..errors import InputError
-from .inputs import example_inputs, load_model
+from .inputs import add_capture_arguments, example_inputs, load_model
 
 __all__ = ["add_sensitivity_arguments", "load_evaluate", "run_sensitivity"]
 
@@ -22,7 +22,8 @@ EVAL is a package.module:function taking the pruned module and returning a numbe
 higher is better (accuracy, or minus a loss). The report is written to OUT as
 sensitivity.csv, sensitivity.json and sensitivity.png; with --tolerance the per-group
 ratios that keep the metric within the tolerance are printed and written to
-ratios.yaml, ready for 'fxprune prune --config'.
+ratios.yaml, ready for 'fxprune prune --config'. --capture and --no-check-capture choose
+the capture front end as for 'fxprune prune'.
 """
 
 
@@ -37,6 +38,7 @@ def add_sensitivity_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--weights", metavar="FILE", help="state dict to load into MODEL first (weights_only)")
     sub.add_argument("--tolerance", type=float, metavar="X", help="derive per-group ratios within X of baseline")
     sub.add_argument("--out", default="sensitivity", metavar="DIR", help="where to write the report")
+    add_capture_arguments(sub)
 
 
 def load_evaluate(spec: str) -> Callable[[Any], float]:
@@ -67,7 +69,8 @@ def run_sensitivity(args: argparse.Namespace, progress: Any) -> tuple[str, dict[
     model = load_model(args.model, args.weights)
     with progress.step(f"sensitivity of {args.model}"):
         report = sensitivity(model, inputs, evaluate, ratios=_floats(args.ratios), groups=groups,
-                             importance=args.importance, exact=args.exact, progress=not args.quiet)
+                             importance=args.importance, exact=args.exact, progress=not args.quiet,
+                             capture=args.capture, check_capture=args.check_capture)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report.to_csv(out / "sensitivity.csv")

@@ -13,6 +13,8 @@ Example file::
     global_ranking: false
     target_macs: null       # or a budget, e.g. 0.5 (then leave ratios out)
     schedule: {steps: 3, kind: agp}
+    capture: auto           # auto | fx | export (the capture front end)
+    check_capture: true     # compare the captured graph with the model once
 
 Also accepted: ``max_ratio`` (cap per layer with global ranking, default 0.9),
 ``target_params`` (a parameter budget instead of ``target_macs``) and
@@ -40,6 +42,7 @@ from ..drivers.compile import compile as compile_model
 from ..drivers.schedule import prune_iteratively
 from ..errors import ConfigError, PlanError
 from ..passes.taylor import Taylor
+from ..pipeline import CompileResult
 from .schema import CHECKS, KEYS, ScheduleSpec
 from .yaml_entries import Entry, read_entries
 
@@ -65,6 +68,8 @@ class PruneConfig:
     target_params: float | None = None
     schedule: ScheduleSpec | None = None
     calibration_batches: int | None = None
+    capture: str = "auto"
+    check_capture: bool = True
     version: int = 1
     source: str = "<string>"
     lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
@@ -95,14 +100,15 @@ class PruneConfig:
         options: dict[str, Any] = {
             "exact": self.exact, "ignore": self.ignore, "round_to": self.round_to, "importance": importance,
             "global_ranking": self.global_ranking, "max_ratio": self.max_ratio, "target_macs": self.target_macs,
-            "target_params": self.target_params}
+            "target_params": self.target_params, "capture": self.capture, "check_capture": self.check_capture}
         ratios = dict(self.ratios) if isinstance(self.ratios, Mapping) else self.ratios
         try:
             if self.schedule is not None:
                 return prune_iteratively(model, example_inputs, ratios, steps=self.schedule.steps,
                                          schedule=self.schedule.kind, fine_tune=fine_tune, progress=progress,
                                          **options)
-            result = compile_model(model, ratios, example_inputs=example_inputs, **options)
+            result = cast(CompileResult,  # submodules=False: one captured model
+                          compile_model(model, ratios, example_inputs=example_inputs, **options))
         except PlanError as error:
             raise ConfigError(f"{self.source}: {error} (check {self._where('ratios', 'ignore')})") from error
         replaced = fine_tune(result.module, 1) if fine_tune is not None else None

@@ -18,15 +18,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..passes.capture import FRONT_ENDS
 from .yaml_entries import Entry
 
-__all__ = ["CHECKS", "IMPORTANCES", "KEYS", "SCHEDULE_KINDS", "ScheduleSpec"]
+__all__ = ["CHECKS", "FRONT_ENDS", "IMPORTANCES", "KEYS", "SCHEDULE_KINDS", "ScheduleSpec"]
 
 IMPORTANCES = ("l1", "l2", "bn_scale", "random", "taylor")
 SCHEDULE_KINDS = ("linear", "agp")
 
 KEYS = ("version", "importance", "ratios", "ignore", "round_to", "exact", "global_ranking", "max_ratio",
-        "target_macs", "target_params", "schedule", "calibration_batches")
+        "target_macs", "target_params", "schedule", "calibration_batches", "capture", "check_capture")
 
 
 @dataclass(frozen=True)
@@ -134,4 +135,6 @@ CHECKS: dict[str, Callable[[Entry], Any]] = {
     "target_params": _fraction,
     "schedule": _schedule,
     "calibration_batches": _positive_int,
+    "capture": lambda e: _choice(e, FRONT_ENDS),
+    "check_capture": _flag,
 }

@@ -116,15 +116,21 @@ def _video_path(name: str, video: int, videos_per_class: int, fmt: str) -> tuple
     return f"{name}/v_{name}_g{group + 1:02d}_c{clip + 1:02d}.{fmt}", group
 
 
-def _split_lines(names: list[str], videos_per_class: int, fmt: str) -> tuple[list[str], list[str]]:
-    """Train and test list lines, split by group like UCF101 (a group never spans both)."""
-    groups = _video_path("", videos_per_class - 1, videos_per_class, fmt)[1] + 1
+def _split_lines(names: list[str], videos_per_class: int, fmt: str,
+                 test_videos: int | None = None) -> tuple[list[str], list[str]]:
+    """Train and test list lines, split by group like UCF101 (a group never spans both).
+
+    With ``test_videos`` the first ``videos_per_class`` videos of a class are all for
+    training and the ``test_videos`` after them, in groups of their own, for testing.
+    """
+    total = videos_per_class + (test_videos or 0)
+    groups = _video_path("", total - 1, total, fmt)[1] + 1
     test_groups = max(1, groups // 4)
     train, test = [], []
     for label, name in enumerate(names, start=1):
-        for video in range(videos_per_class):
-            relative, group = _video_path(name, video, videos_per_class, fmt)
-            if group < test_groups:
+        for video in range(total):
+            relative, group = _video_path(name, video, total, fmt)
+            if (video >= videos_per_class) if test_videos else (group < test_groups):
                 test.append(relative)
             else:
                 train.append(f"{relative} {label}")
@@ -141,6 +147,7 @@ def write_synthetic_ucf101(
     seed: int = 0,
     fmt: str = "avi",
     codec: str = "mpeg4",
+    test_videos_per_class: int | None = None,
 ) -> Path:
     """Writes a small UCF101-layout dataset of moving shapes, classed by direction of motion.
 
@@ -159,6 +166,9 @@ def write_synthetic_ucf101(
         fmt: Container, ``"avi"`` (as UCF101) or ``"mp4"``.
         codec: FFmpeg encoder; ``"mpeg4"`` (MPEG-4 part 2, UCF101's own codec
             family, built into every FFmpeg) or e.g. ``"libx264"``.
+        test_videos_per_class: Videos per class written for the test split only, after the
+            ``videos_per_class`` training videos (even counts keep groups whole); ``None``:
+            a quarter of the ``videos_per_class`` videos' groups are the test split.
 
     Returns:
         ``root`` as a :class:`~pathlib.Path`.
@@ -179,13 +189,16 @@ def write_synthetic_ucf101(
     codec = _resolve_codec(codec, fmt)
     root = Path(root)
     names = synthetic_class_names(classes)
-    train, test = _split_lines(names, videos_per_class, fmt)
+    if test_videos_per_class is not None:
+        _check_int("test_videos_per_class", test_videos_per_class, 1)
+    train, test = _split_lines(names, videos_per_class, fmt, test_videos_per_class)
+    total = videos_per_class + (test_videos_per_class or 0)
     for label, name in enumerate(names):
         (root / name).mkdir(parents=True, exist_ok=True)
-        for video in range(videos_per_class):
+        for video in range(total):
             rng = np.random.default_rng([seed, label, video])
             pixels = render_motion_video(rng, 2 * math.pi * label / classes, frames, size)
-            _encode(root / _video_path(name, video, videos_per_class, fmt)[0], pixels, codec)
+            _encode(root / _video_path(name, video, total, fmt)[0], pixels, codec)
     (root / "classInd.txt").write_text("".join(f"{k} {name}\n" for k, name in enumerate(names, start=1)))
     (root / "trainlist01.txt").write_text("".join(line + "\n" for line in train))
     (root / "testlist01.txt").write_text("".join(line + "\n" for line in test))

@@ -126,7 +126,7 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, target_ratio: Ratio
                       schedule: str = "linear", fine_tune: FineTune | None = None,
                       importance: str | Importance = "l1", ignore: Iterable[str] = (), round_to: int | None = None,
                       global_ranking: bool = False, max_ratio: float = 0.9, exact: bool = False,
-                      progress: bool = True, capture: str = "auto") -> ScheduleResult:
+                      progress: bool = True, capture: str = "auto", check_capture: bool = True) -> ScheduleResult:
     """Prune ``model`` to ``target_ratio`` (or a budget) in ``steps`` steps; ``model`` is not modified.
 
     Args:
@@ -140,7 +140,8 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, target_ratio: Ratio
             too; skip work in it for ``step == steps`` if you fine-tune separately. It trains
             ``module`` in place (a fresh optimizer over ``module.parameters()`` works) or returns
             a replacement module.
-        importance, ignore, round_to, global_ranking, max_ratio, exact, capture: as for ``fxprune.compile``;
+        importance, ignore, round_to, global_ranking, max_ratio, exact, capture, check_capture: as for
+            ``fxprune.compile`` (every step's capture is checked);
             channels are re-scored at every step (a :class:`fxprune.Taylor` iterates its data once
             per step, so give it a list or a DataLoader, not a generator). With ``global_ranking``,
             ``max_ratio`` caps removal relative to each layer's *original* width across all steps.
@@ -158,14 +159,15 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, target_ratio: Ratio
     shares = schedule_ratios(1.0, steps, kind)
     options = _Options(importance, tuple([ignore] if isinstance(ignore, str) else ignore), round_to,
                        global_ranking, 1.0 if max_ratio == 1 else check_ratio(max_ratio, "max_ratio"), exact)
-    original = analyze(model, example_inputs, exact=exact, capture=capture)
+    original = analyze(model, example_inputs, exact=exact, capture=capture, check_capture=check_capture)
     names = _module_names(model)
     wanted = _wanted(original, target_ratio if target_ratio is not None else 0.5, options, names)
     sizes = {original.groups[i].name: original.groups[i].size for i in wanted}
     current, analysis, results, history = model, original, [], []
     for step in tqdm(range(1, steps + 1), desc=f"{kind} schedule", unit="step", disable=not progress):
         started = time.perf_counter()
-        analysis = original if step == 1 else analyze(current, example_inputs, exact=exact, capture=capture)
+        analysis = original if step == 1 else analyze(current, example_inputs, exact=exact, capture=capture,
+                                                         check_capture=check_capture)
         scores = score_groups(analysis.groups, analysis.traced, options.importance)
         step_plan = _StepPlanner(original, budget, shares[step - 1], wanted, options, _module_names(current), scores)
         result = apply_with_retry(analysis, step_plan, started=started)

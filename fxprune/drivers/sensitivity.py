@@ -32,7 +32,7 @@ __all__ = ["DEFAULT_RATIOS", "SensitivityReport", "SensitivityRow", "sensitivity
 def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Module], float], *,
                 ratios: Sequence[float] = DEFAULT_RATIOS, groups: Iterable[int] | None = None,
                 importance: str | Importance = "l1", exact: bool = False, progress: bool = True,
-                capture: str = "auto") -> SensitivityReport:
+                capture: str = "auto", check_capture: bool = True) -> SensitivityReport:
     """Prune each group alone at each ratio and evaluate the pruned module.
 
     Args:
@@ -44,7 +44,7 @@ def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Mo
         importance: which channels go first, as for ``fxprune.compile``.
         exact: freeze groups whose removal changes kept values.
         progress: show a progress bar.
-        capture: the capture front end, as in :func:`fxprune.compile`.
+        capture, check_capture: the capture front end and its check, as in :func:`fxprune.compile`.
 
     Raises:
         PlanError: a ratio out of range, or a group that does not exist or is frozen.
@@ -56,7 +56,7 @@ def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Mo
         >>> ratios = report.derive_ratios(tolerance=0.02)
     """
     points = _check_ratios(ratios)
-    analysis = analyze(model, example_inputs, exact=exact, capture=capture)
+    analysis = analyze(model, example_inputs, exact=exact, capture=capture, check_capture=check_capture)
     chosen = _check_groups(analysis.groups, groups)
     scores = score_groups(analysis.groups, analysis.traced, importance)
     baseline = _metric(evaluate, deepcopy_module(model), "the unpruned model")

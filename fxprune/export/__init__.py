@@ -1,4 +1,4 @@
-"""Deployment stage: ONNX export with parity checks, and ONNX Runtime benchmarks.
+"""Deployment stage: ONNX export with parity checks, INT8 quantization, ONNX Runtime benchmarks, the latency model.
 
 Example:
     >>> import torch, torchvision, fxprune
@@ -11,6 +11,9 @@ Example:
 """
 
 from .bench import BenchmarkReport, BenchmarkRow, benchmark
+from .latency import LatencySettings, OrtLatency, latency_cache_dir
 from .onnx import Exporter, OnnxExport, to_onnx
+from .quantize import QuantizedExport, quantize
 
-__all__ = ["to_onnx", "OnnxExport", "Exporter", "benchmark", "BenchmarkReport", "BenchmarkRow"]
+__all__ = ["to_onnx", "OnnxExport", "Exporter", "benchmark", "BenchmarkReport", "BenchmarkRow", "LatencySettings",
+           "OrtLatency", "latency_cache_dir", "quantize", "QuantizedExport"]

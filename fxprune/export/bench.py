@@ -37,29 +37,27 @@ import contextlib
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
 from ..errors import InputError
 from ..ir.parametrized import deepcopy_module
 from ..passes.capture import normalize_inputs
 from ..passes.figures import count_params, human_count
-from .onnx import OnnxExport, flat_tensors, make_session, run_session, to_onnx
+from .onnx import OnnxExport, to_onnx
+from .quantize import calibration_batches, quantize
+from .session import flat_tensors, make_session, run_session
+from .timing import count_macs, median, p90, time_calls, with_batch
 
 __all__ = ["BenchmarkRow", "BenchmarkReport", "benchmark"]
 
@@ -81,6 +79,7 @@ class BenchmarkRow:
     macs_reduction: float
     efficiency: float
     eager_speedup: float | None
+    int8_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -124,12 +123,15 @@ class BenchmarkReport:
         """A GitHub-flavoured table, one line per row, with the settings underneath."""
         header = ["model", "batch", "ORT median ms", "ORT p90 ms", "eager median ms", "params", "MACs",
                   "ONNX MB", "speed-up", "MACs reduction", "efficiency"]
+        int8 = any(r.int8_error is not None for r in self.rows)
+        header += ["INT8 max err"] if int8 else []
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for r in self.rows:
             cells = [r.name, str(r.batch_size), f"{r.ort_median_ms:.2f}", f"{r.ort_p90_ms:.2f}",
                      "-" if r.eager_median_ms is None else f"{r.eager_median_ms:.2f}", human_count(r.params),
                      human_count(r.macs), f"{r.onnx_bytes / 1e6:.1f}", f"{r.speedup:.2f}x", f"{r.macs_reduction:.2f}x",
                      f"{r.efficiency:.2f}"]
+            cells += (["-" if r.int8_error is None else f"{r.int8_error:.3g}"] if int8 else [])
             lines.append("| " + " | ".join(cells) + " |")
         versions = ", ".join(f"{k} {v}" for k, v in self.versions.items())
         config = "".join(f", {k}={v}" for k, v in self.session_config.items())
@@ -141,7 +143,7 @@ class BenchmarkReport:
 def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], example_inputs: Any, *,
               runs: int = 50, warmup: int = 10, threads: int | None = None, eager: bool = True,
               batch_sizes: Sequence[int] = (1,), workdir: str | Path | None = None, progress: bool = True,
-              session_config: Mapping[str, str] | None = None) -> BenchmarkReport:
+              session_config: Mapping[str, str] | None = None, int8: Iterable[Any] | None = None) -> BenchmarkReport:
     """Export each model to ONNX and time it in ONNX Runtime (and eager PyTorch) side by side.
 
     No model is modified: each is copied and put in eval mode. Timed runs alternate
@@ -160,6 +162,9 @@ def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], exa
         workdir: where to keep the ONNX files; a temporary folder, deleted afterwards, when ``None``.
         progress: show a tqdm bar on stderr (only when stderr is a terminal).
         session_config: extra ONNX Runtime session entries, e.g. ``{"session.intra_op.allow_spinning": "0"}``.
+        int8: calibration batches (see :func:`fxprune.export.quantize`): every model also gets a
+            ``"<name> int8"`` row, its ONNX file quantized to static INT8 QDQ (no eager time; the
+            row's ``int8_error`` is the largest |INT8 - float| output on the first batch).
 
     Returns:
         A :class:`BenchmarkReport`: ``.rows``, ``.to_markdown()``, ``.to_json()``.
@@ -176,23 +181,29 @@ def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], exa
     threads = (os.cpu_count() or 1) if threads is None else threads
     _check_settings(runs, warmup, threads, batch_sizes)
     inputs = normalize_inputs(example_inputs)
-    bar = tqdm(total=len(named) + len(batch_sizes) * (2 if eager else 1), desc="benchmark", file=sys.stderr,
-               leave=False, disable=not (progress and sys.stderr.isatty()))
+    steps = len(named) * (2 if int8 is not None else 1) + len(batch_sizes) * (2 if eager else 1)
+    bar = tqdm(total=steps, desc="benchmark", file=sys.stderr, leave=False,
+               disable=not (progress and sys.stderr.isatty()))
     with _folder(workdir) as folder, bar:
         exported = {name: _export(name, model, inputs, folder / f"{index}_{_file_stem(name)}.onnx", bar)
                     for index, (name, model) in enumerate(named.items())}
-        sessions = {name: make_session(e.path, threads=threads, config=session_config) for name, e in exported.items()}
+        files: dict[str, tuple[Path, int, float | None, str]] = {
+            name: (e.path, e.file_bytes, None, name) for name, e in exported.items()}
+        if int8 is not None:
+            files.update(_quantized(exported, calibration_batches(int8), folder, bar))
+        sessions = {name: make_session(f[0], threads=threads, config=session_config) for name, f in files.items()}
         measured = []
         for batch in batch_sizes:
-            batch_inputs = _with_batch(inputs, batch)
+            batch_inputs = with_batch(inputs, batch)
             flat = flat_tensors(batch_inputs)
             bar.set_postfix_str(f"ONNX Runtime, batch {batch}")
-            ort_times = _time({n: partial(run_session, s, flat) for n, s in sessions.items()}, runs, warmup)
+            ort_times = time_calls({n: partial(run_session, s, flat) for n, s in sessions.items()}, runs, warmup)
             bar.update()
             eager_times = _time_eager(named, batch_inputs, runs, warmup, threads, bar) if eager else {}
+            macs = {name: count_macs(model, batch_inputs) for name, model in named.items()}
             measured += [{"name": name, "batch_size": batch, "ort": ort_times[name], "eager": eager_times.get(name),
-                          "onnx_bytes": exported[name].file_bytes, "params": count_params(model),
-                          "macs": count_macs(model, batch_inputs)} for name, model in named.items()]
+                          "onnx_bytes": size, "params": count_params(named[source]), "macs": macs[source],
+                          "int8_error": error} for name, (_, size, error, source) in files.items()]
     baseline = next(iter(named))
     return BenchmarkReport(tuple(_relative_rows(measured, baseline)), baseline, threads, runs, warmup,
                            dict(session_config or {}), {"torch": torch.__version__, "onnxruntime": ort.__version__})
@@ -239,41 +250,31 @@ def _export(name: str, model: nn.Module, inputs: tuple[Any, ...], path: Path, ba
     return exported
 
 
+def _quantized(exported: Mapping[str, OnnxExport], batches: list[Any], folder: Path,
+               bar: tqdm) -> dict[str, tuple[Path, int, float, str]]:
+    files = {}
+    for name, e in exported.items():
+        bar.set_postfix_str(f"INT8 {name}")
+        q = quantize(e.path, batches, e.path.with_suffix(".int8.onnx"))
+        files[f"{name} int8"] = (q.path, q.file_bytes, q.max_abs_error, name)
+        bar.update()
+    return files
+
+
 def _relative_rows(measured: list[dict[str, Any]], baseline: str) -> list[BenchmarkRow]:
     base = {m["batch_size"]: m for m in measured if m["name"] == baseline}
     rows = []
     for m in measured:
         ref = base[m["batch_size"]]
-        speedup = _median(ref["ort"]) / _median(m["ort"])
+        speedup = median(ref["ort"]) / median(m["ort"])
         macs_reduction = ref["macs"] / m["macs"] if m["macs"] else float("nan")
-        eager_speedup = _median(ref["eager"]) / _median(m["eager"]) if m["eager"] else None
+        eager_speedup = median(ref["eager"]) / median(m["eager"]) if m["eager"] else None
         rows.append(BenchmarkRow(
-            m["name"], m["batch_size"], _median(m["ort"]), _p90(m["ort"]),
-            _median(m["eager"]) if m["eager"] else None, _p90(m["eager"]) if m["eager"] else None,
+            m["name"], m["batch_size"], median(m["ort"]), p90(m["ort"]),
+            median(m["eager"]) if m["eager"] else None, p90(m["eager"]) if m["eager"] else None,
             m["onnx_bytes"], m["params"], m["macs"], speedup, macs_reduction, speedup / macs_reduction,
-            eager_speedup))
+            eager_speedup, m["int8_error"]))
     return rows
-
-
-def count_macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
-    """Multiply-accumulates of one forward (FLOPs / 2, as counted by ``torch.utils.flop_counter``)."""
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        model(*inputs)
-    return counter.get_total_flops() // 2
-
-
-def _time(calls: Mapping[str, Callable[[], object]], runs: int, warmup: int) -> dict[str, list[float]]:
-    """Milliseconds per run of each call, the calls taking turns run by run."""
-    for call in calls.values():
-        for _ in range(warmup):
-            call()
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(runs):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append((time.perf_counter() - start) * 1e3)
-    return times
 
 
 def _time_eager(models: Mapping[str, nn.Module], inputs: tuple[Any, ...], runs: int, warmup: int, threads: int,
@@ -283,29 +284,10 @@ def _time_eager(models: Mapping[str, nn.Module], inputs: tuple[Any, ...], runs: 
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            return _time({name: partial(model, *inputs) for name, model in models.items()}, runs, warmup)
+            return time_calls({name: partial(model, *inputs) for name, model in models.items()}, runs, warmup)
     finally:
         torch.set_num_threads(previous)
         bar.update()
-
-
-def _with_batch(inputs: tuple[Any, ...], batch: int) -> tuple[Any, ...]:
-    """Every tensor with dim 0 resized to ``batch`` (samples repeated cyclically or dropped)."""
-    def resize(value: Any) -> Any:
-        if not isinstance(value, torch.Tensor) or value.dim() == 0 or value.shape[0] == batch:
-            return value
-        index = torch.arange(batch) % value.shape[0]
-        return value[index].contiguous()
-
-    return tree_map(resize, inputs)
-
-
-def _median(times: list[float]) -> float:
-    return statistics.median(times)
-
-
-def _p90(times: list[float]) -> float:
-    return float(np.percentile(times, 90))
 
 
 def _file_stem(name: str) -> str:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -48,13 +48,14 @@ import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 from ..errors import ExportError, InputError
 from ..ir.parametrized import deepcopy_module
 from ..passes.capture import normalize_inputs
+from .session import flat_tensors, make_session, run_session
 
-__all__ = ["Exporter", "OnnxExport", "to_onnx", "make_session", "run_session", "flat_tensors"]
+__all__ = ["Exporter", "OnnxExport", "to_onnx"]
 
 Exporter = Literal["auto", "torchscript", "dynamo"]
 _EXPORTERS = ("auto", "torchscript", "dynamo")
@@ -129,45 +130,6 @@ def to_onnx(module: nn.Module, example_inputs: Any, path: str | Path, *, dynamic
         _check_other_batch(session, flat_inputs, expected, atol, rtol)
     opset, size = _describe(path)
     return OnnxExport(path, opset, used, error, size)
-
-
-def flat_tensors(value: Any) -> list[torch.Tensor]:
-    """The tensors in a (nested) structure, in ``torch.utils._pytree`` order."""
-    return [leaf for leaf in tree_flatten(value)[0] if isinstance(leaf, torch.Tensor)]
-
-
-def make_session(path: str | Path, *, threads: int | None,
-                 optimization: ort.GraphOptimizationLevel = ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                 profile_prefix: str | None = None, config: Mapping[str, str] | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with ``threads`` intra-op threads (``None``: ORT's default).
-
-    ``config`` holds extra session entries (``SessionOptions.add_session_config_entry``) and
-    ``profile_prefix`` turns on ORT's profiler, which writes ``<prefix>_<date>.json``.
-    """
-    options = ort.SessionOptions()
-    options.graph_optimization_level = optimization
-    # Fatal only: ORT's warnings are about its own graph rewrites, and its errors reach the
-    # caller as exceptions that fxprune turns into an ExportError with a fix.
-    options.log_severity_level = 4
-    if threads is not None:
-        options.intra_op_num_threads = threads
-    for key, value in (config or {}).items():
-        options.add_session_config_entry(key, value)
-    if profile_prefix is not None:
-        options.enable_profiling = True
-        options.profile_file_prefix = profile_prefix
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def run_session(session: ort.InferenceSession, flat_inputs: Sequence[torch.Tensor]) -> list[np.ndarray]:
-    """Run ``session`` on tensors named ``input_0``, ``input_1``, ... (inputs the graph dropped are skipped)."""
-    feeds = {f"input_{i}": t.detach().cpu().numpy() for i, t in enumerate(flat_inputs)}
-    wanted = [node.name for node in session.get_inputs()]
-    missing = [name for name in wanted if name not in feeds]
-    if missing:
-        raise ExportError(f"the ONNX file expects inputs {missing} that the example inputs do not provide; "
-                          "export it with fxprune.export.to_onnx so that inputs are named input_0, input_1, ...")
-    return session.run(None, {name: feeds[name] for name in wanted})
 
 
 def _check_options(atol: float, rtol: float, opset: int | None, exporter: str) -> None:

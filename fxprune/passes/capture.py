@@ -23,7 +23,7 @@ from .capture_fx import check_arguments, normalize_inputs, trace
 from .compare import value_difference
 from .shapes import propagate_shapes
 
-__all__ = ["Capture", "FRONT_ENDS", "capture", "normalize_inputs", "trace"]
+__all__ = ["Capture", "FRONT_ENDS", "capture", "normalize_inputs", "output_mismatch", "trace"]
 
 FRONT_ENDS = ("auto", "fx", "export")
 
@@ -100,7 +100,7 @@ def capture(model: nn.Module, example_inputs: Any, *, front_end: str = "auto", c
             continue
         if expected is not None:
             started = time.perf_counter()
-            mismatch = _mismatch(module, inputs, expected)
+            mismatch = output_mismatch(module, inputs, expected)
             check_seconds = (check_seconds or 0.0) + time.perf_counter() - started
             if mismatch:
                 left.append(f"{name}: the captured graph {mismatch}")
@@ -120,7 +120,8 @@ def capture(model: nn.Module, example_inputs: Any, *, front_end: str = "auto", c
 _WAYS_OUT = ("Ways out: make the forward's Python control flow depend on shapes rather than values "
              "(torch.export specialises it on the example inputs; .item() or a data-dependent number of "
              "outputs cannot be captured); register a module as a leaf (leaf_modules=[...]) or pass "
-             "concrete_args for symbolic tracing; or prune the submodules that capture on their own.")
+             "concrete_args for symbolic tracing; or prune the submodules that capture on their own "
+             "(compile(..., submodules=True), CLI --submodules).")
 
 
 def _first_line(error: BaseException) -> str:
@@ -138,8 +139,8 @@ def _eager_outputs(model: nn.Module, inputs: tuple[Any, ...]) -> Any:
                          "Check their number, shapes and dtype against the model's forward.") from error
 
 
-def _mismatch(module: fx.GraphModule, inputs: tuple[Any, ...], expected: Any) -> str | None:
-    """How the graph's outputs differ from the model's, or None when they agree."""
+def output_mismatch(module: fx.GraphModule, inputs: tuple[Any, ...], expected: Any) -> str | None:
+    """How the graph's outputs on ``inputs`` differ from ``expected`` (the model's), or None when they agree."""
     try:
         with eval_mode(module), torch.no_grad():
             actual = module(*fresh_inputs(inputs))

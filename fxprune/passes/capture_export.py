@@ -34,7 +34,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 from ..rules import module_rule
 from ..rules.spelling import spelling_of
 
-__all__ = ["Exported", "batch_shapes", "doubled_batch", "eval_mode", "export_graph", "first_line", "fresh_inputs"]
+__all__ = ["Exported", "attributes_kept", "batch_shapes", "doubled_batch", "eval_mode", "export_graph", "first_line",
+           "fresh_inputs"]
 
 #: ATen calls that only check the captured shapes or values: the pruned module has other shapes.
 _CHECKS = {"_assert_tensor_metadata", "_assert_scalar", "_assert_async", "sym_constrain_range",
@@ -63,6 +64,36 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
             submodule.training = training
 
 
+@contextlib.contextmanager
+def attributes_kept(module: nn.Module) -> Iterator[None]:
+    """Every submodule's attributes as they were, after a capture that ran its forward.
+
+    A forward may store what it computes on the module: torchvision's ``AnchorGenerator``
+    sets ``self.cell_anchors`` from the features' dtype, which under symbolic tracing is a
+    Proxy (and under torch.export a fake tensor), so the model would no longer run. The
+    attributes (and the parameter, buffer and child tables) are put back as they were.
+    """
+    saved = [(sub, dict(sub.__dict__), {key: dict(sub.__dict__[key]) for key in _TABLES if key in sub.__dict__})
+             for sub in module.modules()]
+    try:
+        yield
+    finally:
+        for sub, attributes, tables in saved:
+            for key in [key for key in sub.__dict__ if key not in attributes]:
+                del sub.__dict__[key]
+            for key, value in attributes.items():
+                if sub.__dict__.get(key) is not value:
+                    sub.__dict__[key] = value
+            for key, table in tables.items():
+                now = sub.__dict__[key]
+                if now.keys() != table.keys() or any(now[name] is not value for name, value in table.items()):
+                    sub.__dict__[key].clear()
+                    sub.__dict__[key].update(table)
+
+
+_TABLES = ("_parameters", "_buffers", "_modules")
+
+
 def batch_shapes(inputs: tuple[Any, ...]) -> Any:
     """``dynamic_shapes`` marking dim 0 of every tensor as one shared batch dim (None if they differ)."""
     tensors = [leaf for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor)]
@@ -88,7 +119,8 @@ def export_graph(model: nn.Module, inputs: tuple[Any, ...]) -> Exported:
         Exception: torch.export's own error when the model cannot be captured at all
             (the caller reports it beside symbolic tracing's).
     """
-    program, dynamic, note = _export(model, inputs)
+    with attributes_kept(model):
+        program, dynamic, note = _export(model, inputs)
     return Exported(lower(model, program.module()), dynamic, note)
 
 

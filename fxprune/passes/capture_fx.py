@@ -12,6 +12,7 @@ from torch import fx, nn
 from torch.utils._pytree import TreeSpec, tree_flatten, tree_map
 
 from ..errors import InputError, TraceError
+from .capture_export import attributes_kept
 
 __all__ = ["check_arguments", "normalize_inputs", "trace"]
 
@@ -96,7 +97,8 @@ def trace(model: nn.Module, example_inputs: Any = None, *,
     if example_inputs is not None:
         args = {**_structured_args(model, normalize_inputs(example_inputs)), **args}
     try:
-        graph = tracer.trace(model, concrete_args=args or None)
+        with attributes_kept(model):  # a forward storing a Proxy on the model would break it
+            graph = tracer.trace(model, concrete_args=args or None)
     except Exception as error:  # every tracing failure becomes one actionable message
         raise TraceError(_explain(error, tracer.failed_path or tracer.path)) from error
     _keep_output_containers(graph, tracer.output_spec)

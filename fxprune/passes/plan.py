@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import PlanError
 from .groups import ChannelGroup, Groups
 
-__all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio", "keep_mask"]
+__all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio", "keep_mask", "keep_at"]
 
 Ratios = float | Mapping[str, float] | Mapping[int, float]
 
@@ -236,6 +236,11 @@ def _top(scores: np.ndarray, ratio: float, round_to: int | None, parts: Sequence
         if not kept[segment].any():
             kept[segment[np.argmax(scores[segment])]] = True
     return tuple(int(i) for i in np.flatnonzero(kept))
+
+
+def keep_at(group: ChannelGroup, scores: np.ndarray, ratio: float) -> tuple[int, ...]:
+    """The channels :func:`make_plan` keeps of ``group`` at ``ratio`` (no rounding), for planners that price them."""
+    return _top(scores, ratio, None, group.parts or (np.arange(group.size),), group.segments, group.pinned)
 
 
 def keep_mask(groups: Groups, plan: Plan) -> np.ndarray:

@@ -132,7 +132,8 @@ def _input_rank(node: fx.Node) -> int:
 def _feature_dropout(bound: dict[str, Any], node: fx.Node) -> Call | None:
     rank = _input_rank(node)
     target = {3: F.dropout1d, 4: F.dropout2d, 5: F.dropout3d}.get(rank)
-    return None if target is None else ("call_function", target, (bound["input"], bound["p"], bound["train"]), {})
+    source = bound["input"] if "input" in bound else bound["self"]  # the in-place overload names it self
+    return None if target is None else ("call_function", target, (source, bound["p"], bound["train"]), {})
 
 
 register_aten(aten.feature_dropout.default, aten.feature_dropout_.default, spelling=Spelling(adapt=_feature_dropout))
@@ -153,6 +154,8 @@ for _name, _function in _BINARY.items():
     if hasattr(aten, f"{_name}_"):  # in place: the method of the same name
         inplace = getattr(aten, f"{_name}_")
         _same(f"{_name}_", *(getattr(inplace, o) for o in ("Tensor", "Scalar") if o in inplace.overloads()))
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):  # .default compares two numbers: torch.eq takes no numbers
+    _same(getattr(operator, _name), getattr(aten, _name).default)
 _same(torch.where, aten.where.self)
 _same(torch.lerp, aten.lerp.Scalar, aten.lerp.Tensor)
 _same(torch.addcmul, aten.addcmul.default)

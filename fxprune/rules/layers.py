@@ -13,15 +13,18 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ..ir.layout import Block, Layout
 from .context import PropagateContext, RewriteContext
+from .output_shapes import conv_output, linear_output, normalising
 from .registry import Rule, register_module
+from .reshape import reshape
 
 _M = TypeVar("_M", bound=nn.Module)
 
-__all__ = ["couple_conv", "slice_module", "slice_tensor", "channel_norm", "layer_norm"]
+__all__ = ["couple_conv", "slice_module", "slice_tensor", "channel_norm", "layer_norm", "input_rank",
+           "last_dim_contracted"]
 
 
 def couple_conv(ctx: PropagateContext, x_ids: np.ndarray | None, w_out: np.ndarray | None,
@@ -255,13 +258,40 @@ def unflatten_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
     return new
 
 
-from .structural import reshape  # noqa: E402  (shared rule, imported after definitions above)
+def input_rank(node: fx.Node) -> int | None:
+    """The rank of the node's first input, from its fake value (None when it is not a tensor)."""
+    x = node.args[0] if node.args else None
+    value = x.meta.get("val") if isinstance(x, fx.Node) else None
+    return value.ndim if isinstance(value, torch.Tensor) else None
 
-register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                nn.ConvTranspose3d, rule=Rule(conv_module, resize=conv_resize))
-register_module(nn.Linear, rule=Rule(linear_module, resize=linear_resize))
+
+def last_dim_contracted(node: fx.Node, module: nn.Module | None) -> int | None:
+    """A linear sums over its input's last dim."""
+    rank = input_rank(node)
+    return None if rank is None else rank - 1
+
+
+def _conv_contracted(node: fx.Node, module: nn.Module | None) -> int | None:
+    """A conv with ``groups == 1`` sums over its input's channel dim (grouped convs over part of it)."""
+    rank, conv = input_rank(node), cast(nn.modules.conv._ConvNd, module)
+    return None if rank is None or conv.groups != 1 else rank - (conv.weight.ndim - 2) - 1
+
+
+def _conv_mixes_channels(module: nn.Module) -> bool:
+    # A transposed conv's weight is laid out (in, out, ...): its input is weight dim 0.
+    conv = cast(nn.modules.conv._ConvNd, module)
+    return not conv.transposed and conv.groups == 1
+
+
+register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                rule=Rule(conv_module, resize=conv_resize, shape=conv_output, contracts=_conv_contracted,
+                          mixes_channels=_conv_mixes_channels, producer=True))
+register_module(nn.Linear, rule=Rule(linear_module, resize=linear_resize, shape=linear_output,
+                                     contracts=last_dim_contracted, mixes_channels=lambda module: True,
+                                     producer=True))
 register_module(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
-                nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, rule=Rule(norm_module, resize=norm_resize))
-register_module(nn.PReLU, rule=Rule(prelu_module, resize=norm_resize))
-register_module(nn.LayerNorm, rule=Rule(layer_norm_module, resize=layer_norm_resize))
+                nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm,
+                rule=Rule(norm_module, resize=norm_resize, shape=normalising, norm=True))
+register_module(nn.PReLU, rule=Rule(prelu_module, resize=norm_resize, shape=normalising))
+register_module(nn.LayerNorm, rule=Rule(layer_norm_module, resize=layer_norm_resize, shape=normalising, norm=True))
 register_module(nn.Unflatten, rule=Rule(reshape, resize=unflatten_resize))
