@@ -243,6 +243,30 @@ def test_isinstance_guard_is_caught_by_the_capture_check() -> None:
         fxprune.compile(model, 0.5, example_inputs=inputs, capture="fx")
 
 
+class _SharedActivationBlock(nn.Module):
+    """ultralytics' Conv: every instance calls one class-level activation module."""
+
+    act = nn.SiLU()
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), self.act
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+def test_a_module_reached_by_several_paths_is_called_by_its_first_name() -> None:
+    model = nn.Sequential(_SharedActivationBlock(3, 8), _SharedActivationBlock(8, 8),
+                          _SharedActivationBlock(8, 4)).eval()
+    inputs = (torch.randn(2, *IMAGE[1:]),)
+    result = fxprune.compile(model, 0.5, example_inputs=inputs, exact=True, capture="export")
+    activations = [n.target for n in result.module.graph.nodes if n.op == "call_module" and n.target.endswith("act")]
+    assert activations == ["0.act"] * 3
+    assert result.after.params < result.before.params
+    assert fxprune.verify(model, result, inputs) <= 1e-5
+
+
 def test_unchecked_capture_still_falls_back_on_a_shape_error() -> None:
     model, inputs = _build("isinstance_guard")
     result = fxprune.compile(model, 0.5, example_inputs=inputs, check_capture=False)

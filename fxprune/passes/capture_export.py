@@ -226,15 +226,19 @@ def _raisable(model: nn.Module, graph: fx.Graph) -> tuple[dict[fx.Node, tuple[st
             for key, (path, _) in (node.meta.get("nn_module_stack") or {}).items():
                 calls.setdefault(key, []).append(node)
                 paths[key] = path
+    # A module reached by several paths (ultralytics' Conv shares one SiLU) is called by its
+    # first name, as symbolic tracing does: the one named_modules() and its parameters keep.
+    first_names = {id(module): name for name, module in model.named_modules()}
     raised: dict[fx.Node, tuple[str, fx.Node]] = {}
     claimed: set[fx.Node] = set()
     for key, nodes in calls.items():  # dicts keep the stack order: outer calls first
         module = _submodule(model, paths[key])
         if not paths[key] or module is None or module_rule(module) is None or claimed & set(nodes):
             continue
-        found = _whole_forward(nodes, paths[key])
+        path = first_names.get(id(module), paths[key])
+        found = _whole_forward(nodes, path)
         if found is not None:
-            raised[found[0]] = (paths[key], found[1])
+            raised[found[0]] = (path, found[1])
             claimed.update(nodes)
     return raised, claimed - set(raised)
 
