@@ -246,23 +246,33 @@ def test_isinstance_guard_is_caught_by_the_capture_check() -> None:
 class _SharedActivationBlock(nn.Module):
     """ultralytics' Conv: every instance calls one class-level activation module."""
 
-    act = nn.SiLU()
+    default_act = nn.SiLU()
 
     def __init__(self, cin: int, cout: int) -> None:
         super().__init__()
-        self.conv, self.bn, self.act = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), self.act
+        self.conv, self.bn = nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout)
+        self.act = self.default_act
 
     def forward(self, x: Tensor) -> Tensor:
         return self.act(self.bn(self.conv(x)))
 
 
+class _Wrapped(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+
 def test_a_module_reached_by_several_paths_is_called_by_its_first_name() -> None:
-    model = nn.Sequential(_SharedActivationBlock(3, 8), _SharedActivationBlock(8, 8),
-                          _SharedActivationBlock(8, 4)).eval()
+    model = _Wrapped(nn.Sequential(_SharedActivationBlock(3, 8), _SharedActivationBlock(8, 8),
+                                   _SharedActivationBlock(8, 4))).eval()
     inputs = (torch.randn(2, *IMAGE[1:]),)
     result = fxprune.compile(model, 0.5, example_inputs=inputs, exact=True, capture="export")
     activations = [n.target for n in result.module.graph.nodes if n.op == "call_module" and n.target.endswith("act")]
-    assert activations == ["0.act"] * 3
+    assert activations == ["model.0.act"] * 3  # torch.export records model.1.act and model.2.act
     assert result.after.params < result.before.params
     assert fxprune.verify(model, result, inputs) <= 1e-5
 
