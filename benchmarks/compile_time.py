@@ -2,8 +2,11 @@
 
 For each model, times
 
-* ``fxprune.compile(model, ratio, example_inputs=...)`` (median of
-  ``--repeat`` runs after one warm-up), and
+* ``fxprune.compile(model, ratio, example_inputs=...)`` through symbolic tracing (median of
+  ``--repeat`` runs after one warm-up), with the capture check (one eager run of the model and
+  of its graph) reported on its own and the speed-up computed without it;
+* the same compile through the torch.export front end (``capture="export"``), next to
+  ``torch.export.export`` alone on the same model (the floor that front end cannot beat); and
 * Torch-Pruning (when importable): building its ``DependencyGraph`` through
   ``tp.pruner.BasePruner`` (``MagnitudePruner`` in older releases) with
   ``tp.importance.MagnitudeImportance(p=1)`` and ``pruner.step()`` on a fresh
@@ -13,6 +16,9 @@ Example::
 
     python3 benchmarks/compile_time.py
     python3 benchmarks/compile_time.py --only torch-pruning --models resnet50
+
+The default set is the one issue 10 measures (resnet50, densenet121, efficientnet_b0 at
+224x224, r2plus1d_18 at 16x112x112); the table ends with the geometric mean of the speed-ups.
 """
 
 from __future__ import annotations
@@ -42,12 +48,15 @@ CLIP_SHAPE: tuple[int, ...] = (1, 3, 16, 112, 112)
 #: Benchmark models: name -> example input shape.
 MODELS: dict[str, tuple[int, ...]] = {
     "resnet50": IMAGE_SHAPE,
+    "densenet121": IMAGE_SHAPE,
+    "efficientnet_b0": IMAGE_SHAPE,
+    "r2plus1d_18": CLIP_SHAPE,
     "densenet201": IMAGE_SHAPE,
     "efficientnet_v2_l": IMAGE_SHAPE,
     "regnet_y_128gf": IMAGE_SHAPE,
-    "r2plus1d_18": CLIP_SHAPE,
     "c3d": CLIP_SHAPE,
 }
+DEFAULT_MODELS = ("resnet50", "densenet121", "efficientnet_b0", "r2plus1d_18")
 
 
 class Unavailable(Exception):
@@ -63,17 +72,28 @@ class Row:
     nodes: int | None = None
     params: int | None = None
     fxprune_s: float | None = None
+    check_s: float | None = None
     fxprune_params_ratio: float | None = None
+    export_s: float | None = None
+    export_check_s: float | None = None
+    torch_export_s: float | None = None
     tp_s: float | None = None
     tp_params_ratio: float | None = None
     note: str = ""
 
     @property
     def speedup(self) -> float | None:
-        """Torch-Pruning seconds divided by fxprune seconds."""
+        """Torch-Pruning seconds divided by fxprune's seconds without the capture check."""
         if self.tp_s is None or not self.fxprune_s:
             return None
-        return self.tp_s / self.fxprune_s
+        return self.tp_s / (self.fxprune_s - (self.check_s or 0.0))
+
+    @property
+    def export_overhead(self) -> float | None:
+        """fxprune's export-path seconds without the capture check, divided by torch.export's own."""
+        if self.export_s is None or not self.torch_export_s:
+            return None
+        return (self.export_s - (self.export_check_s or 0.0)) / self.torch_export_s
 
 
 def build_model(name: str) -> nn.Module:
@@ -150,28 +170,35 @@ def final_classifier(model: nn.Module) -> nn.Module | None:
 
 
 def time_fxprune(model: nn.Module, inputs: tuple[torch.Tensor, ...], ratio: float,
-                 repeat: int) -> tuple[float, float]:
-    """Time ``fxprune.compile`` on ``model``.
+                 repeat: int, capture: str = "fx") -> tuple[float, float, float]:
+    """Time ``fxprune.compile`` on ``model`` through one capture front end.
 
     Args:
         model: The eval-mode model (not modified).
         inputs: Example inputs.
         ratio: Pruning ratio.
         repeat: Timed runs after one warm-up.
+        capture: ``"fx"`` or ``"export"``.
 
     Returns:
-        ``(median seconds, params after / params before)``.
+        ``(median seconds, capture-check seconds of the last run, params after / params before)``.
     """
     import fxprune
 
     seconds, result = median_seconds(
-        lambda: fxprune.compile(model, ratio, example_inputs=inputs), repeat)
-    return seconds, result.after.params / result.before.params
+        lambda: fxprune.compile(model, ratio, example_inputs=inputs, capture=capture), repeat)
+    return seconds, result.capture.check_seconds or 0.0, result.after.params / result.before.params
+
+
+def time_torch_export(model: nn.Module, inputs: tuple[torch.Tensor, ...], repeat: int) -> float:
+    """Time ``torch.export.export(model, inputs, strict=False)`` alone (median seconds)."""
+    seconds, _ = median_seconds(lambda: torch.export.export(model, inputs, strict=False), repeat)
+    return seconds
 
 
 def _tp_pruner_class(tp: Any) -> type:
     """Return Torch-Pruning's magnitude pruner class for the installed version."""
-    pruner_cls = getattr(tp.pruner, "BasePruner", None) or getattr(tp.pruner, "MagnitudePruner")
+    pruner_cls = getattr(tp.pruner, "BasePruner", None) or tp.pruner.MagnitudePruner
     return pruner_cls
 
 
@@ -253,10 +280,17 @@ def bench_model(name: str, shape: tuple[int, ...], args: argparse.Namespace) -> 
     notes = []
     if args.only in ("both", "fxprune"):
         try:
-            row.fxprune_s, row.fxprune_params_ratio = time_fxprune(
+            row.fxprune_s, row.check_s, row.fxprune_params_ratio = time_fxprune(
                 model, inputs, args.ratio, args.repeat)
         except Exception as exc:  # noqa: BLE001 - one failure must not stop the run
             notes.append(f"fxprune failed: {type(exc).__name__}: {str(exc)[:120]}")
+        if args.export:
+            try:
+                row.export_s, row.export_check_s, _ = time_fxprune(
+                    model, inputs, args.ratio, args.repeat, capture="export")
+                row.torch_export_s = time_torch_export(model, inputs, args.repeat)
+            except Exception as exc:  # noqa: BLE001
+                notes.append(f"export path failed: {type(exc).__name__}: {str(exc)[:120]}")
     if args.only in ("both", "torch-pruning"):
         if not have_torch_pruning():
             notes.append("torch_pruning not installed")
@@ -275,18 +309,31 @@ def _fmt(value: float | int | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def geomean(values: list[float | None]) -> float | None:
+    """The geometric mean of the values present, or None when there are none."""
+    present = [v for v in values if v]
+    return statistics.geometric_mean(present) if present else None
+
+
 def format_table(rows: list[Row]) -> str:
-    """Render the result rows as a fixed-width text table."""
-    header = (f"{'model':18s} {'nodes':>6s} {'params':>12s} {'fxprune s':>10s} "
-              f"{'fx p.ratio':>10s} {'torch-pruning s':>15s} {'tp p.ratio':>10s} "
-              f"{'tp/fxprune':>10s}  note")
+    """Render the result rows as a fixed-width text table, with the geomean speed-up last."""
+    header = (f"{'model':16s} {'nodes':>5s} {'params':>11s} {'fx s':>7s} {'check s':>7s} "
+              f"{'export s':>8s} {'check s':>7s} {'t.export s':>10s} {'exp/t.exp':>9s} {'fx p.ratio':>10s} "
+              f"{'tp s':>7s} {'tp p.ratio':>10s} {'tp/fx':>6s}  note")
     lines = [header, "-" * len(header)]
     for r in rows:
         lines.append(
-            f"{r.model:18s} {_fmt(r.nodes, 'd'):>6s} {_fmt(r.params, ',d'):>12s} "
-            f"{_fmt(r.fxprune_s, '.3f'):>10s} {_fmt(r.fxprune_params_ratio, '.3f'):>10s} "
-            f"{_fmt(r.tp_s, '.3f'):>15s} {_fmt(r.tp_params_ratio, '.3f'):>10s} "
-            f"{_fmt(r.speedup, '.2f'):>10s}  {r.note}")
+            f"{r.model:16s} {_fmt(r.nodes, 'd'):>5s} {_fmt(r.params, ',d'):>11s} "
+            f"{_fmt(r.fxprune_s, '.3f'):>7s} {_fmt(r.check_s, '.3f'):>7s} "
+            f"{_fmt(r.export_s, '.3f'):>8s} {_fmt(r.export_check_s, '.3f'):>7s} "
+            f"{_fmt(r.torch_export_s, '.3f'):>10s} {_fmt(r.export_overhead, '.2f'):>9s} "
+            f"{_fmt(r.fxprune_params_ratio, '.3f'):>10s} {_fmt(r.tp_s, '.3f'):>7s} "
+            f"{_fmt(r.tp_params_ratio, '.3f'):>10s} {_fmt(r.speedup, '.2f'):>6s}  {r.note}")
+    speedups = geomean([r.speedup for r in rows])
+    overheads = geomean([r.export_overhead for r in rows])
+    if len(rows) > 1 and speedups is not None:
+        lines.append(f"geomean tp/fx (fxprune without the capture check): {speedups:.2f}x; "
+                     f"geomean export path (without its check) / torch.export: {_fmt(overheads, '.2f')}x")
     return "\n".join(lines)
 
 
@@ -295,9 +342,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Time fxprune.compile against Torch-Pruning (DependencyGraph + "
                     "MagnitudePruner step) at the same pruning ratio.")
-    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS),
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(DEFAULT_MODELS),
                         metavar="NAME",
-                        help=f"models to benchmark (default: all of {', '.join(MODELS)})")
+                        help=f"models to benchmark, of {', '.join(MODELS)} (default: {' '.join(DEFAULT_MODELS)})")
+    parser.add_argument("--no-export", dest="export", action="store_false",
+                        help="skip the torch.export front end and torch.export's own time")
     parser.add_argument("--ratio", type=float, default=0.5,
                         help="pruning ratio passed to both tools (default 0.5)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -334,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         payload = {"torch": torch.__version__, "threads": torch.get_num_threads(),
                    "ratio": args.ratio, "repeat": args.repeat,
-                   "rows": [asdict(r) | {"tp_over_fxprune": r.speedup} for r in rows]}
+                   "rows": [asdict(r) | {"tp_over_fxprune": r.speedup, "export_over_torch_export": r.export_overhead}
+                            for r in rows]}
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
     return 0
 

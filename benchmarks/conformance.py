@@ -1,6 +1,6 @@
 """Conformance sweep: prune every torchvision model and tabulate the outcome.
 
-For each model of the zoo table (``tests/zoo.py``), including the slow ones
+For each model of the zoo table (``fxprune/testing/zoo.py``), including the slow ones
 unless ``--fast-only`` is given, this script
 
 * compiles in exact mode at the ratio (default 0.5) and measures the oracle
@@ -15,10 +15,16 @@ Each model runs in a forked child process with a time limit, so one failure
 (exception, crash or out-of-memory) never stops the sweep. Results go to
 ``docs/conformance.md`` (markdown) and ``benchmarks/conformance.json``.
 
+``benchmarks/conformance.json`` is also the zoo tests' pin file: ``tests/test_zoo.py``
+asserts each model's prunable-group count and params ratios against it. ``--update``
+merges the models of this run into the existing reports (the other models keep their
+rows), which is how pins are regenerated after an intended change.
+
 Example::
 
     python3 benchmarks/conformance.py --fast-only
     python3 benchmarks/conformance.py --models resnet18 vit_b_16 --out /tmp/c.md
+    python3 benchmarks/conformance.py --models resnet18 --update   # re-pin one model
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ from typing import Any
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-for _path in (REPO_ROOT, REPO_ROOT / "tests"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
+if str(REPO_ROOT) not in sys.path:  # this checkout's fxprune, not an installed one
+    sys.path.insert(0, str(REPO_ROOT))
 
-import zoo  # noqa: E402  (tests/zoo.py, made importable above)
+from zoo_measure import run_forked  # noqa: E402  (benchmarks/zoo_measure.py, next to this script)
+
+from fxprune.testing import zoo  # noqa: E402
 
 DEFAULT_MD = REPO_ROOT / "docs" / "conformance.md"
 DEFAULT_JSON = REPO_ROOT / "benchmarks" / "conformance.json"
@@ -181,7 +188,7 @@ def evaluate_isolated(name: str, ratio: float, timeout_s: float) -> Outcome:
     Returns:
         The child's :class:`Outcome`, or a failed one if it crashed or timed out.
     """
-    payload, exitcode = zoo.run_forked(_child, (name, ratio), timeout_s, grace_s=10.0)
+    payload, exitcode = run_forked(_child, (name, ratio), timeout_s, grace_s=10.0)
     if payload is not None:
         return Outcome(**payload)
     why = (f"TimeoutError: exceeded {timeout_s:.0f}s" if exitcode in (None, -9)
@@ -228,6 +235,8 @@ def markdown(outcomes: list[Outcome], meta: dict[str, Any]) -> str:
         f"- date: {meta['date']}",
         f"- torch {meta['torch']}, torchvision {meta['torchvision']}, python {meta['python']}",
         f"- machine: {meta['machine']}, {meta['cpu_count']} cores, {meta['threads']} torch threads",
+        *(f"- updated: `{u['command']}` on {u['date']} ({len(u['models'])} models)"
+          for u in meta.get("updates", [])),
         f"- ratio {meta['ratio']}; oracle tolerance {EXACT_RTOL:g} x max(1, |output|)",
         f"- result: {ok} ok, {inexact} inexact, {failed} failed of {len(outcomes)} models",
         "",
@@ -277,6 +286,24 @@ def write_reports(outcomes: list[Outcome], meta: dict[str, Any], md_path: Path,
     json_path.write_text(json.dumps(payload, indent=1) + "\n")
 
 
+def merged(outcomes: list[Outcome], meta: dict[str, Any], base: dict[str, Any] | None
+           ) -> tuple[list[Outcome], dict[str, Any]]:
+    """This run's outcomes merged into the report ``base`` read before the run (``--update``).
+
+    Models of this run replace their old rows, the others keep theirs, in table order;
+    the old header stays and lists this run under ``updates``.
+    """
+    if base is None:
+        return outcomes, meta
+    rows = {row["model"]: Outcome(**row) for row in base["models"]}
+    rows.update((o.model, o) for o in outcomes)
+    update = {"command": meta["command"], "date": meta["date"], "models": [o.model for o in outcomes]}
+    header = {key: value for key, value in base.items() if key != "models"}
+    header["updates"] = [*base.get("updates", []), update]
+    rank = {name: index for index, name in enumerate([*zoo.ALL, *sorted(zoo.UNTRACEABLE)])}
+    return sorted(rows.values(), key=lambda o: (rank.get(o.model, len(rank)), o.model)), header
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Parse command-line options."""
     parser = argparse.ArgumentParser(
@@ -297,6 +324,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-isolate", action="store_true",
                         help="run models in this process instead of forked children "
                              "(easier debugging; a crash then ends the sweep)")
+    parser.add_argument("--update", action="store_true",
+                        help="merge this run's models into the existing reports instead of replacing "
+                             "them (re-pins these models for tests/test_zoo.py)")
     return parser.parse_args(argv)
 
 
@@ -311,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     names = select_models(args)
     meta = metadata(args)
+    base = json.loads(args.json.read_text()) if args.update and args.json.exists() else None
     outcomes: list[Outcome] = []
     bar = tqdm(names, unit="model", dynamic_ncols=True)
     for name in bar:
@@ -322,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(outcome)
         if outcome.status != "ok":
             tqdm.write(f"{name}: {_status_cell(outcome)}")
-        write_reports(outcomes, meta, args.out, args.json)  # partial results survive
+        rows, header = merged(outcomes, meta, base)
+        write_reports(rows, header, args.out, args.json)  # partial results survive
     ok = sum(o.status == "ok" for o in outcomes)
     print(f"{ok}/{len(outcomes)} ok; wrote {args.out} and {args.json}")
     return 0 if ok == len(outcomes) else 1

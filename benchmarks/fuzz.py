@@ -1,4 +1,4 @@
-"""Fuzz fxprune with many random CNNs (the generator of tests/fuzz_models.py, without hypothesis).
+"""Fuzz fxprune with many random CNNs (the generator of fxprune/testing/fuzz_models.py, without hypothesis).
 
 Every example draws a model, a ratio in [0, 0.9] and ``round_to`` in {None, 2, 4} from
 its own seeded ``random.Random``, so one example is reproduced with ``--seed S --only I``.
@@ -27,11 +27,13 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
-
 import torch
-from fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # this checkout's fxprune, not an installed one
+    sys.path.insert(0, str(REPO_ROOT))
+
+from fxprune.testing.fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate  # noqa: E402
 
 
 def draw_example(seed: int, index: int) -> tuple[NetSpec, float, int | None]:
@@ -41,8 +43,7 @@ def draw_example(seed: int, index: int) -> tuple[NetSpec, float, int | None]:
 
 
 def reproducer(spec: NetSpec, ratio: float, round_to: int | None) -> str:
-    return ("import sys; sys.path.insert(0, 'tests')\n"
-            "from fuzz_models import NetSpec, Op, check_example\n"
+    return ("from fxprune.testing.fuzz_models import NetSpec, Op, check_example\n"
             f"spec = {spec.code()}\n"
             f"check_example(spec, ratio={ratio!r}, round_to={round_to!r})")
 

@@ -29,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import fxprune
+import fxprune  # noqa: E402  (the repository root is on sys.path above)
 
 WIDTH = 8
 

@@ -28,9 +28,9 @@ from torch import nn
 
 import fxprune
 from fxprune.data import UCF101, SlowFastClips, write_synthetic_ucf101
+from fxprune.drivers.sensitivity import sensitivity
 from fxprune.export import benchmark
 from fxprune.models import c3d, slowfast
-from fxprune.drivers.sensitivity import sensitivity
 from fxprune.train import evaluate, fine_tune, make_loader
 
 
@@ -82,7 +82,7 @@ def datasets(args: argparse.Namespace, root: Path) -> tuple[Any, Any]:
         write_synthetic_ucf101(root, classes=4, videos_per_class=args.videos_per_class, frames=24,
                                size=max(48, args.size), seed=0)
     data_root = root if args.data is None else args.data
-    common = dict(clip_length=16, size=args.size, splits_dir=args.split_dir, progress=not args.quick)
+    common = {"clip_length": 16, "size": args.size, "splits_dir": args.split_dir, "progress": not args.quick}
     train = UCF101(data_root, split="train", sampling="random", **common)
     test = UCF101(data_root, split="test", sampling="uniform", **common)
     if args.model == "slowfast":

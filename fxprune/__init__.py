@@ -23,8 +23,8 @@ from .pipeline import Analysis, CompileResult, analyze, apply_plan
 from .serialize import load, read_metadata, save
 from .version import __version__
 
-__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "capture", "Capture",
-           "find_groups", "propagate_shapes", "ChannelGroup", "Groups", "Member", "Plan", "PlanEntry", "Figures",
-           "FxPruneError", "InputError", "PlanError", "RewriteError", "TraceError", "save", "load", "read_metadata",
-           "sensitivity", "SensitivityReport", "SubmoduleResult", "prune_iteratively", "ScheduleResult",
-           "compensate_bias", "load_config", "parse_config", "PruneConfig", "ConfigError", "models", "__version__"]
+__all__ = ["compile", "verify", "CompileResult", "Analysis", "analyze", "apply_plan", "Taylor", "trace", "capture",
+           "Capture", "find_groups", "propagate_shapes", "ChannelGroup", "Groups", "Member", "Plan", "PlanEntry",
+           "Figures", "FxPruneError", "InputError", "PlanError", "RewriteError", "TraceError", "save", "load",
+           "read_metadata", "sensitivity", "SensitivityReport", "SubmoduleResult", "prune_iteratively",
+           "ScheduleResult", "compensate_bias", "load_config", "parse_config", "PruneConfig", "ConfigError", "models", "__version__"]

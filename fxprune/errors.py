@@ -14,7 +14,12 @@ class TraceError(FxPruneError):
 
 
 class InputError(FxPruneError, ValueError):
-    """An argument given to fxprune is malformed (ratios, inputs, options)."""
+    """An argument given to fxprune is malformed (ratios, inputs, options).
+
+    ``node`` names the graph node at which the example inputs stopped fitting, when known.
+    """
+
+    node: str | None = None
 
 
 class PlanError(InputError):

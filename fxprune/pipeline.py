@@ -159,7 +159,7 @@ def _freeze_around(analysis: Analysis, node_name: str, why: str) -> Analysis:
     # would loop until the retry limit.
     frozen = tuple(replace(g, frozen_by=(reason,)) if not g.frozen_by and roots & set(g.roots.tolist()) else g
                    for g in groups)
-    if all(a.frozen_by == b.frozen_by for a, b in zip(frozen, groups)):
+    if all(a.frozen_by == b.frozen_by for a, b in zip(frozen, groups, strict=True)):
         raise RewriteError(f"cannot recover from a failed rewrite at '{node_name}': {why}", None)
     return replace(analysis, groups=replace(groups, groups=frozen))
 

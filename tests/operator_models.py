@@ -20,8 +20,9 @@ axis 0 of an ``(out, in, ...)`` weight or of a ``(C, 1, 1)`` scale, axis 1 of a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn

@@ -9,7 +9,7 @@ and pass the oracle; the pruned module keeps the output structure and a dynamic 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 import torch
@@ -28,7 +28,8 @@ class ShapeBranch(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.stem, self.body, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Conv2d(8, 4, 1)
+        self.stem, self.body = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
         self.norm = nn.BatchNorm2d(8)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -77,7 +78,7 @@ class Routed(nn.Module):
         super().__init__()
         layers = [nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, stride=2, padding=1),
                   nn.Conv2d(8, 8, 3, padding=1), nn.Upsample(scale_factor=2.0), _Concat(), _Head(16, 6)]
-        for index, (layer, source) in enumerate(zip(layers, (-1, -1, -1, -1, [-1, 0], -1))):
+        for index, (layer, source) in enumerate(zip(layers, (-1, -1, -1, -1, [-1, 0], -1), strict=True)):
             layer.i, layer.f = index, source
         self.model = nn.ModuleList(layers)
         self.save = {0}
@@ -161,7 +162,7 @@ class IsinstanceGuard(nn.Module):
         skip = self.encoder(x).relu()
         return self.decode(self.up(skip), skip)
 
-    def decode(self, x: Tensor, skip: Optional[Tensor]) -> Tensor:
+    def decode(self, x: Tensor, skip: Tensor | None) -> Tensor:
         if torch.jit.isinstance(skip, torch.Tensor):
             x = torch.cat([x, skip], 1)
         return self.decoder(x)

@@ -189,7 +189,8 @@ def test_console_script_inspects_a_3d_model() -> None:
 def test_sensitivity_writes_report_and_ratios(tmp_path: Path) -> None:
     evaluator = tmp_path / "sens_eval.py"
     evaluator.write_text("import torch\n\ndef score(module):\n    torch.manual_seed(0)\n"
-                         "    with torch.no_grad():\n        return -float(module(torch.randn(2, 3, 8, 16, 16)).abs().mean())\n")
+                         "    with torch.no_grad():\n"
+                         "        return -float(module(torch.randn(2, 3, 8, 16, 16)).abs().mean())\n")
     done = subprocess.run([sys.executable, "-m", "fxprune", "sensitivity", "tests.cli_factory:tiny3d",
                            "--input-shape", "1,3,8,16,16", "--eval", "sens_eval:score", "--ratios", "0.25,0.5",
                            "--out", str(tmp_path / "out"), "--tolerance", "1.0", "--json", "-q",

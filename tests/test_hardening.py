@@ -213,7 +213,7 @@ def test_missing_or_malformed_example_inputs(inputs: Any, match: str) -> None:
 
 
 def test_not_a_module() -> None:
-    with pytest.raises(fxprune.InputError, match="needs an nn.Module"):
+    with pytest.raises(fxprune.InputError, match=r"needs an nn\.Module"):
         fxprune.compile(lambda x: x, 0.5, example_inputs=_inputs())
 
 

@@ -116,7 +116,7 @@ class Compiled:
     result: Any
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _compiled(name: str, exact: bool, ratio: float = RATIO) -> Compiled:
     """Build case ``name`` and prune it once; shared by the read-only tests below."""
     case = CASES[name]
@@ -258,7 +258,7 @@ def test_extreme_ratio_matches_oracle(name: str) -> None:
 # --------------------------------------------------------------------------- round_to
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _rounded() -> Compiled:
     model = ROUND_TO_CASE.build()
     result = _compile(ROUND_TO_CASE, model, 0.3, exact=True, round_to=4)

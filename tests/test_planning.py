@@ -79,7 +79,7 @@ def _hand_taylor(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tenso
                  names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """sum over samples of |mean over positions of a * dL/da| / N, per conv output, with hooks."""
     model = copy.deepcopy(model).eval()
-    totals = {name: 0.0 for name in names}
+    totals = dict.fromkeys(names, 0.0)
     samples = 0
     for inputs, target in batches:
         outputs: dict[str, torch.Tensor] = {}
@@ -89,7 +89,7 @@ def _hand_taylor(model: nn.Module, batches: list[tuple[torch.Tensor, torch.Tenso
         for hook in hooks:
             hook.remove()
         grads = torch.autograd.grad(loss, [outputs[n] for n in names])
-        for name, grad in zip(names, grads):
+        for name, grad in zip(names, grads, strict=True):
             product = (outputs[name] * grad).mean((2, 3)).abs().sum(0)
             totals[name] = totals[name] + product.double().detach().numpy()
         samples += inputs.shape[0]

@@ -11,8 +11,8 @@ from torch import nn
 
 import fxprune
 from fxprune.config import ConfigError, PruneConfig, ScheduleSpec, load_config, parse_config
-from fxprune.passes.plan import kept_count
 from fxprune.drivers.schedule import ScheduleResult, prune_iteratively, schedule_ratios
+from fxprune.passes.plan import kept_count
 
 
 class Net(nn.Module):
@@ -70,7 +70,7 @@ def test_cumulative_ratios_follow_the_schedule(model: nn.Module, kind: str) -> N
     assert isinstance(result, ScheduleResult) and len(result.steps) == len(result.history) == 3
     sizes = result.original_channels
     assert sizes == {"conv1": 16, "conv3": 32}
-    for record, cumulative in zip(result.history, schedule_ratios(0.6, 3, kind)):
+    for record, cumulative in zip(result.history, schedule_ratios(0.6, 3, kind), strict=True):
         assert record.channels == {name: kept_count(size, cumulative) for name, size in sizes.items()}
     assert result.module.conv3.out_channels == kept_count(32, 0.6)
     assert result.after == result.steps[-1].after
@@ -97,7 +97,7 @@ def test_fine_tune_is_called_after_every_step(model: nn.Module) -> None:
         calls.append((step, module))
         before = [p.detach().clone() for p in module.parameters()]
         losses.append(_sgd_step(module))
-        assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+        assert any(not torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
     state = copy.deepcopy(model.state_dict())
     result = prune_iteratively(model, (X,), 0.5, steps=3, schedule="agp", fine_tune=fine_tune, progress=False)

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 import fxprune
-from fxprune.models import c3d
 from fxprune.drivers.sensitivity import SensitivityReport, SensitivityRow, sensitivity
+from fxprune.models import c3d
 from fxprune.passes.figures import Figures
 
 RATIOS = (0.25, 0.75)
@@ -98,7 +98,7 @@ def test_derive_by_tolerance_stops_at_the_first_failure() -> None:
     rows = []
     for group, metrics in enumerate(([0.99, 0.98, 0.97], [0.5, 0.99, 0.99], [0.99, 0.8, 0.99])):
         rows += [SensitivityRow(group, f"conv{group}", 8, ratio, int(8 * ratio), metric, 10, 10)
-                 for ratio, metric in zip((0.25, 0.5, 0.75), metrics)]
+                 for ratio, metric in zip((0.25, 0.5, 0.75), metrics, strict=True)]
     report = SensitivityReport(tuple(rows), 1.0, Figures(20, 20))
     assert report.derive_ratios(0.025) == {0: 0.5, 2: 0.25}  # group 1 fails first; group 2 is not monotone
     assert report.derive_ratios(0.0) == {}

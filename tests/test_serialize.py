@@ -200,7 +200,7 @@ def test_unsafe_archives_are_refused(hidden: tuple, tmp_path: Path) -> None:
 
 def test_bad_files_are_input_errors(tmp_path: Path) -> None:
     (tmp_path / "junk.pt2").write_bytes(b"not a zip")
-    with pytest.raises(InputError, match="not a .pt2"):
+    with pytest.raises(InputError, match=r"not a \.pt2"):
         serialize.load(tmp_path / "junk.pt2")
     with pytest.raises(InputError, match="no such file"):
         serialize.load(tmp_path / "missing.pt2")

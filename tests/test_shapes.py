@@ -62,7 +62,7 @@ def test_channels_last_input_keeps_the_real_strides() -> None:
     x = torch.randn(2, 3, 10, 10).to(memory_format=torch.channels_last)
     traced = fx.symbolic_trace(model)
     propagate_shapes(traced, (x,))
-    out = [n for n in traced.graph.nodes if n.op == "call_module"][0].meta["val"]
+    out = next(n for n in traced.graph.nodes if n.op == "call_module").meta["val"]
     assert out.stride() == model(x).stride()
 
 

@@ -1,13 +1,17 @@
 """End-to-end pruning of every torchvision classification and video model.
 
-Two tests per model in the zoo table (``tests/zoo.py``):
+Tests per model in the zoo table (``fxprune/testing/zoo.py``):
 
 * ``test_exact``: ``compile(..., exact=True)`` at ratio 0.5 must match the
   masked original (``fxprune.verify``) up to float noise.
 * ``test_default``: default-mode ``compile`` at ratio 0.5 must produce a
   runnable module with the original output shape that really is smaller.
 
-Both check that compiling leaves the original model untouched. Models in
+Both check that compiling leaves the original model untouched, and pin the result to
+the conformance run (``benchmarks/conformance.json``): the prunable-group count and the
+params ratios must be the ones it recorded, so a rule that starts freezing fails here
+rather than passing as "nothing prunable". After an intended change, re-pin with
+``python benchmarks/conformance.py --models NAME --update``. Models in
 ``zoo.SLOW`` are marked ``slow`` and skipped unless selected with
 ``pytest -m slow``.
 """
@@ -15,23 +19,36 @@ Both check that compiling leaves the original model untouched. Models in
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torchvision
 from torch import nn
 
-try:
-    import zoo
-except ImportError:  # ``tests`` imported as a package
-    from tests import zoo
+from fxprune.testing import zoo
 
 fxprune = pytest.importorskip("fxprune")
 
 RATIO = 0.5
 #: Relative tolerance of the exact-mode oracle error.
 EXACT_RTOL = 1e-4
+#: The conformance run's results, per model: the pins of the compile results.
+PINS_JSON = Path(__file__).resolve().parent.parent / "benchmarks" / "conformance.json"
+#: Absolute tolerance on a pinned params ratio (after / before): the compile is deterministic,
+#: the tolerance only absorbs float noise in how the ratio was rounded and stored.
+PARAMS_RATIO_TOLERANCE = 1e-3
+
+
+def _load_pins() -> dict[str, dict[str, Any]]:
+    """Model name -> its row of the conformance report (status, prunable, params ratios)."""
+    return {row["model"]: row for row in json.loads(PINS_JSON.read_text())["models"]}
+
+
+PINS = _load_pins()
 
 
 def state_checksum(model: nn.Module) -> str:
@@ -112,6 +129,20 @@ def _any_prunable(result: object) -> bool:
     return any(group.prunable for group in result.groups)
 
 
+def _assert_pinned(name: str, result: Any, ratio_key: str, prunable_key: str | None = None) -> None:
+    """Assert the result's prunable-group count and params ratio are the conformance run's."""
+    pin = PINS.get(name)
+    redo = f"re-pin if intended: python benchmarks/conformance.py --models {name} --update"
+    assert pin is not None and pin["status"] == "ok", f"{name}: no ok conformance pin in {PINS_JSON.name}; {redo}"
+    if prunable_key is not None:
+        prunable = len(result.groups.prunable)
+        assert prunable == pin[prunable_key], (
+            f"{name}: {prunable} prunable groups, the conformance run had {pin[prunable_key]}; {redo}")
+    ratio = result.after.params / result.before.params
+    assert ratio == pytest.approx(pin[ratio_key], abs=PARAMS_RATIO_TOLERANCE), (
+        f"{name}: params ratio {ratio:.4f}, the conformance run had {pin[ratio_key]:.4f}; {redo}")
+
+
 def _assert_untouched(case: ZooCase) -> None:
     """Assert compile left the original model's state_dict unchanged."""
     assert state_checksum(case.model) == case.checksum, (
@@ -132,6 +163,7 @@ def test_exact(case: ZooCase) -> None:
     _assert_untouched(case)
 
     assert result.after.params <= result.before.params
+    _assert_pinned(case.name, result, "exact_params_ratio")
     if not _any_prunable(result):
         assert "frozen" in result.summary(), (
             f"{case.name}: nothing prunable but the summary does not say why")
@@ -161,6 +193,7 @@ def test_default(case: ZooCase) -> None:
     if torch.isfinite(case.out).all():
         assert torch.isfinite(out).all()
 
+    _assert_pinned(case.name, result, "params_ratio", "prunable")
     if _any_prunable(result):
         assert result.after.params < result.before.params
     else:

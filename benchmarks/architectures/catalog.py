@@ -6,9 +6,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import fxprune
 import torch
 from torch import nn
+
+import fxprune
 
 __all__ = ["CLIP", "IMAGE", "LARGE_IMAGE", "SMALL_IMAGE", "Case", "Inputs", "Shape", "case", "conv_bn"]
 

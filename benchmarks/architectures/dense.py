@@ -57,7 +57,7 @@ class FPN(nn.Module):
         p4 = self.lateral[2](c4)
         p3 = self.lateral[1](c3) + F.interpolate(p4, scale_factor=2, mode="nearest")
         p2 = self.lateral[0](c2) + F.interpolate(p3, size=c2.shape[-2:], mode="bilinear", align_corners=False)
-        return [self.cls(smooth(p)).flatten(2) for smooth, p in zip(self.smooth, (p2, p3, p4))]
+        return [self.cls(smooth(p)).flatten(2) for smooth, p in zip(self.smooth, (p2, p3, p4), strict=True)]
 
 
 class HRFuse(nn.Module):
@@ -81,11 +81,11 @@ class HRFuse(nn.Module):
         return nn.Sequential(*steps)  # empty, the identity, when source == target
 
     def forward(self, xs: list[Tensor]) -> list[Tensor]:
-        xs = [F.relu(branch(x) + x) for branch, x in zip(self.branches, xs)]
+        xs = [F.relu(branch(x) + x) for branch, x in zip(self.branches, xs, strict=True)]
         out = []
         for i, links in enumerate(self.fuse):
             y = xs[i]
-            for j, (link, x) in enumerate(zip(links, xs)):
+            for j, (link, x) in enumerate(zip(links, xs, strict=True)):
                 if j > i:
                     y = y + F.interpolate(link(x), size=xs[i].shape[-2:], mode="bilinear", align_corners=False)
                 elif j < i:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-import fxprune
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
+
+import fxprune
 
 from .catalog import IMAGE, LARGE_IMAGE, Inputs, case, conv_bn
 
@@ -127,7 +128,7 @@ class TinyYOLO(nn.Module):
         p4 = self.b2(p3)
         n3 = self.neck(torch.cat([self.up(p4), p3], 1))
         outs = []
-        for detect, feature in zip(self.detect, (n3, p4)):
+        for detect, feature in zip(self.detect, (n3, p4), strict=True):
             y = detect(feature)
             if self.unpack_shape:
                 bs, _, ny, nx = y.shape

@@ -12,11 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import fxprune
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import TreeSpec, tree_flatten
 from torchvision.ops import FrozenBatchNorm2d
+
+import fxprune
 
 from .catalog import Case, Inputs
 
@@ -203,7 +204,7 @@ def _eval_outputs(module: nn.Module, inputs: Inputs) -> Any:
             return module(*inputs)
     finally:
         module.load_state_dict(saved[0])
-        for submodule, training in zip(module.modules(), saved[1]):
+        for submodule, training in zip(module.modules(), saved[1], strict=True):
             submodule.training = training
 
 

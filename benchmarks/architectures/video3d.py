@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 
-import fxprune
 import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+import fxprune
 
 from .catalog import CLIP, Shape, case, conv_bn
 
@@ -119,7 +120,7 @@ class I3D(nn.Module):
 def _same_pad_widths(kernel: Shape, stride: Shape, sizes: Shape) -> list[int]:
     """TensorFlow 'SAME' padding as F.pad widths (last dim first), from the input sizes."""
     widths: list[int] = []
-    for k, s, size in reversed(list(zip(kernel, stride, sizes))):
+    for k, s, size in reversed(list(zip(kernel, stride, sizes, strict=True))):
         total = max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
         widths += [total // 2, total - total // 2]
     return widths

@@ -5,10 +5,11 @@ TSM shifts, TSN and TRN consensus heads, per-frame stacks, ConvGRU.
 
 from __future__ import annotations
 
-import fxprune
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+import fxprune
 
 from .catalog import CLIP, case, conv_bn
 

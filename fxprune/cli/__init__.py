@@ -133,7 +133,7 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("fxprune: interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # a bug, or a library failure nobody anticipated: short message, --debug for more
+    except Exception as error:  # noqa: BLE001 - a bug or an unforeseen library failure: short message, --debug for more
         if args.debug:
             traceback.print_exc()
         print(f"fxprune: internal error: {type(error).__name__}: {_one_line(error)[:300]} "

@@ -147,8 +147,9 @@ def inspect_command(args: argparse.Namespace, progress: Progress) -> Outcome:
         macs = captured.macs
         groups = find_groups(captured.module, args.exact)
     counts = group_counts(groups, None)
+    mode = "exact" if args.exact else "default"
     header = (f"{type(model).__name__}: {count_params(model):,} params, {macs:,} MACs; {counts['found']} channel "
-              f"groups, {counts['prunable']} prunable, {counts['frozen']} frozen ({'exact' if args.exact else 'default'}"
+              f"groups, {counts['prunable']} prunable, {counts['frozen']} frozen ({mode}"
               f" mode)\ncapture {captured.describe()}\n#idx    size  producers  [status]")
     data = {"model": args.model, "inputs": input_shapes(inputs), "params": count_params(model), "macs": macs,
             "exact": args.exact, "capture": capture_data(captured), "counts": counts, "groups": [

@@ -73,8 +73,9 @@ class PruneConfig:
     source: str = "<string>"
     lines: Mapping[str, int] = field(default_factory=dict, repr=False, compare=False)
 
-    def run(self, model: nn.Module, example_inputs: Any, *, fine_tune: Callable[[fx.GraphModule, int], Any] | None = None,
-            calibration: Iterable[Any] | None = None, loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
+    def run(self, model: nn.Module, example_inputs: Any, *,
+            fine_tune: Callable[[fx.GraphModule, int], Any] | None = None, calibration: Iterable[Any] | None = None,
+            loss_fn: Callable[[Any, Any], torch.Tensor] | None = None,
             progress: bool = True) -> Any:
         """Prune ``model`` (not modified): one ``fxprune.compile``, or the iterative schedule.
 

@@ -94,7 +94,7 @@ def _ratios(entry: Entry) -> float | Mapping[Any, float]:
                                                          for k in keys)):
         raise entry.fail("keys must all be module-name patterns (strings) or all group indices (integers), "
                          f"got {keys!r}")
-    return types.MappingProxyType({k: _ratio(child) for k, child in zip(keys, children)})
+    return types.MappingProxyType({k: _ratio(child) for k, child in zip(keys, children, strict=True)})
 
 
 def _ignore(entry: Entry) -> tuple[str, ...]:

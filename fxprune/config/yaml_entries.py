@@ -60,7 +60,8 @@ def _line(node: yaml.Node) -> int:
 
 
 def _kind(node: yaml.Node) -> str:
-    return {yaml.MappingNode: "mapping", yaml.SequenceNode: "list"}.get(type(node), "single value")
+    kinds: dict[type[yaml.Node], str] = {yaml.MappingNode: "mapping", yaml.SequenceNode: "list"}
+    return kinds.get(type(node), "single value")
 
 
 def _entries(node: yaml.MappingNode, loader: yaml.SafeLoader, source: str, prefix: str,

@@ -19,6 +19,7 @@ __all__ = [
     "KINETICS_STD",
     "PAD_MODES",
     "SAMPLINGS",
+    "check_sampling",
     "crop_box",
     "frames_to_clip",
     "sample_indices",
@@ -29,6 +30,14 @@ KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
 SAMPLINGS: tuple[str, ...] = ("uniform", "random")
 PAD_MODES: tuple[str, ...] = ("loop", "edge")
+
+
+def check_sampling(sampling: str, pad: str) -> None:
+    """Raise InputError unless ``sampling`` is one of SAMPLINGS and ``pad`` one of PAD_MODES."""
+    if sampling not in SAMPLINGS:
+        raise InputError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
+    if pad not in PAD_MODES:
+        raise InputError(f"pad must be one of {PAD_MODES}, got {pad!r}")
 
 
 def sample_indices(
@@ -68,10 +77,7 @@ def sample_indices(
         >>> sample_indices(3, 5, pad="loop")
         [0, 1, 2, 0, 1]
     """
-    if sampling not in SAMPLINGS:
-        raise InputError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-    if pad not in PAD_MODES:
-        raise InputError(f"pad must be one of {PAD_MODES}, got {pad!r}")
+    check_sampling(sampling, pad)
     if num_frames < 1:
         raise InputError(f"num_frames must be >= 1, got {num_frames}")
     span = (clip_length - 1) * frame_stride + 1

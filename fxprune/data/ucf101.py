@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm
 
-from fxprune.data.clips import KINETICS_MEAN, KINETICS_STD, PAD_MODES, SAMPLINGS, frames_to_clip, sample_indices
+from fxprune.data.clips import KINETICS_MEAN, KINETICS_STD, check_sampling, frames_to_clip, sample_indices
 from fxprune.data.layout import index_videos
 from fxprune.data.video import VideoDecodeError, decode_frames, probe_num_frames
 from fxprune.errors import InputError
@@ -116,10 +116,7 @@ class UCF101(Dataset):
         self.short_side = size if short_side is None else _positive_int("short_side", short_side)
         if self.short_side < self.size:
             raise InputError(f"short_side ({short_side}) must be >= size ({size})")
-        if sampling not in SAMPLINGS:
-            raise InputError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
-        if pad not in PAD_MODES:
-            raise InputError(f"pad must be one of {PAD_MODES}, got {pad!r}")
+        check_sampling(sampling, pad)
         crop = "random" if crop is None and sampling == "random" else crop or "center"
         if crop not in ("center", "random"):
             raise InputError(f"crop must be 'center' or 'random', got {crop!r}")

@@ -3,7 +3,7 @@
 Removing a channel silences it, but in the original network it was rarely zero: after
 a BatchNorm with a large shift and a ReLU it carries a sizeable mean. Every layer that
 mixed that channel in (a conv with ``groups=1``, a linear: the weight slices the oracle
-zeroes) loses ``sum over kernel positions of W[:, c] * mean_c``. Adding that term to the
+zeroes; its rule's ``mixes_channels``) loses ``sum over kernel positions of W[:, c] * mean_c``. Adding that term to the
 layer's bias restores the expected value of its output, which lowers the error of the
 pruned network before any fine-tuning (cf. the "bias correction" of data-free
 compression, e.g. Nagel et al., arXiv 1906.04721). It is exact in expectation for
@@ -27,6 +27,7 @@ from ..ir.parametrized import deepcopy_module
 from ..passes.capture import normalize_inputs
 from ..passes.plan import keep_mask
 from ..pipeline import CompileResult
+from ..rules import module_rule
 
 __all__ = ["compensate_bias"]
 
@@ -69,7 +70,7 @@ def compensate_bias(result: CompileResult, example_inputs: Any = None, *, calibr
     module = deepcopy_module(result.module)
     if not consumers:
         return module
-    means = _input_means(result.traced, {c.target for c in consumers}, batches)
+    means = _input_means(result.traced, _contracted_axes(result.traced, {c.target for c in consumers}), batches)
     with torch.no_grad():
         for consumer in consumers:
             _fold(module, result.traced.get_submodule(consumer.target), consumer, means[consumer.target])
@@ -96,15 +97,15 @@ def _calibration(calibration: Iterable[Any], limit: int | None) -> Iterator[tupl
 
 
 def _consumers(result: CompileResult, keep: np.ndarray) -> list[_Consumer]:
-    """Module conv (groups=1, not transposed) and linear nodes reading a removed channel."""
+    """Leaf modules reading a removed channel whose rule says a bias can absorb it (``Rule.mixes_channels``)."""
     params = result.groups.record.params
     found: dict[str, _Consumer] = {}
     for node in result.traced.graph.nodes:
         if node.op != "call_module" or node.target in found:
             continue
         module = result.traced.get_submodule(node.target)
-        mixing = isinstance(module, nn.Linear) or (
-            isinstance(module, nn.modules.conv._ConvNd) and not module.transposed and module.groups == 1)
+        rule = module_rule(module)
+        mixing = rule is not None and rule.mixes_channels is not None and rule.mixes_channels(module)
         inputs = params.get((f"{node.target}.weight", 1)) if mixing else None
         if inputs is None or keep[inputs].all():
             continue
@@ -114,29 +115,47 @@ def _consumers(result: CompileResult, keep: np.ndarray) -> list[_Consumer]:
     return list(found.values())
 
 
-class _MeanCapture(fx.Interpreter):
-    """Sum each watched module's input over every axis but the channel axis it contracts."""
+def _contracted_axes(traced: fx.GraphModule, targets: set[str]) -> dict[str, tuple[str, int]]:
+    """Node name -> (module, the input axis it contracts, as its rule states) for every call of ``targets``."""
+    axes = {}
+    for node in traced.graph.nodes:
+        if node.op == "call_module" and node.target in targets:
+            module = traced.get_submodule(node.target)
+            rule = module_rule(module)  # one that mixes channels (see _consumers), so it contracts a dim
+            axis = rule.contracts(node, module) if rule is not None and rule.contracts is not None else None
+            if axis is None:
+                raise InputError(f"compensate_bias needs the shapes of {node.format_node()}: pass a result of "
+                                 "fxprune.compile, whose traced module carries them")
+            axes[node.name] = (node.target, axis)
+    return axes
 
-    def __init__(self, module: fx.GraphModule, targets: set[str]) -> None:
+
+class _MeanCapture(fx.Interpreter):
+    """Sum each watched call's input over every axis but the channel axis it contracts."""
+
+    def __init__(self, module: fx.GraphModule, axes: dict[str, tuple[str, int]]) -> None:
         super().__init__(module)
-        self.targets = targets
+        self.axes = axes
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, int] = {}
 
-    def call_module(self, target: Any, args: tuple, kwargs: dict) -> Any:
-        if target in self.targets and args and isinstance(args[0], torch.Tensor):
-            module = self.fetch_attr(target)
-            x = args[0].detach().double()
-            axis = x.ndim - 1 if isinstance(module, nn.Linear) else x.ndim - (module.weight.ndim - 2) - 1
-            total = x.movedim(axis, -1).reshape(-1, x.shape[axis])
-            self.sums[target] = self.sums.get(target, 0) + total.sum(0)
-            self.counts[target] = self.counts.get(target, 0) + total.shape[0]
-        return super().call_module(target, args, kwargs)
+    def run_node(self, n: fx.Node) -> Any:
+        if n.name in self.axes:
+            args, _ = self.fetch_args_kwargs_from_env(n)
+            if args and isinstance(args[0], torch.Tensor):
+                target, axis = self.axes[n.name]
+                x = args[0].detach().double()
+                total = x.movedim(axis, -1).reshape(-1, x.shape[axis])
+                self.sums[target] = self.sums.get(target, 0) + total.sum(0)
+                self.counts[target] = self.counts.get(target, 0) + total.shape[0]
+        return super().run_node(n)
 
 
-def _input_means(traced: fx.GraphModule, targets: set[str], batches: Iterator[tuple[Any, ...]]) -> dict[str, Any]:
+def _input_means(traced: fx.GraphModule, axes: dict[str, tuple[str, int]],
+                 batches: Iterator[tuple[Any, ...]]) -> dict[str, Any]:
     # A copy in eval mode: running statistics of the caller's model must not move.
-    capture = _MeanCapture(deepcopy_module(traced).eval(), targets)
+    targets = {target for target, _ in axes.values()}
+    capture = _MeanCapture(deepcopy_module(traced).eval(), axes)
     seen = 0
     with torch.no_grad():
         for batch in batches:

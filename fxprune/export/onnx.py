@@ -194,7 +194,7 @@ def _export(model: nn.Module, inputs: tuple[Any, ...], path: Path, n_inputs: int
                 else:
                     _export_dynamo(model, inputs, path, input_names, output_names, dynamic_batch, opset)
             return name
-        except Exception as error:  # exporters raise anything; each failure is reported below
+        except Exception as error:  # noqa: BLE001 - exporters raise anything; each failure is reported below
             failures.append((name, error))
     details = "; ".join(f"{name}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                         for name, e in failures)

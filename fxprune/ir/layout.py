@@ -141,7 +141,8 @@ def split_components(dims: tuple[int, ...], full: np.ndarray) -> tuple[list[Bloc
         axes = tuple(a for a in range(len(dims)) if values.shape[a] > 1
                      and not (np.diff(values, axis=a) == 0).all())
         varying.setdefault(axes, []).append(component)
-    blocks, constant = [], []
+    blocks: list[Block] = []
+    constant: list[Block] = []
     for axes, components in _merge_overlapping(varying).items():
         index = tuple(slice(None) if a in axes else 0 for a in range(len(dims)))
         ids = full[..., components][index]  # components first: mixed fancy indexing reorders axes

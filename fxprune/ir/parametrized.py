@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ from torch.nn.utils.parametrizations import weight_norm
 from torch.nn.utils.weight_norm import WeightNorm
 
 __all__ = ["bake_parametrizations", "deepcopy_module", "find_tensor", "plain_copy", "resizable", "resize_weight_normed"]
+
+_M = TypeVar("_M", bound=nn.Module)
 
 
 def find_tensor(root: nn.Module, qualified: str, *, buffers: bool = True) -> torch.Tensor | None:
@@ -43,7 +45,7 @@ def find_tensor(root: nn.Module, qualified: str, *, buffers: bool = True) -> tor
     return value if isinstance(value, torch.Tensor) else None
 
 
-def deepcopy_module(module: nn.Module, memo: dict[int, Any] | None = None) -> nn.Module:
+def deepcopy_module(module: _M, memo: dict[int, Any] | None = None) -> _M:
     """``copy.deepcopy`` that also copies modules holding computed (non-leaf) tensors.
 
     The hook form of weight normalisation caches ``weight`` as a tensor computed from
@@ -70,10 +72,10 @@ def plain_copy(module: nn.Module) -> nn.Module:
     original, and would break the user's model.
     """
     legacy = {hook.name for hook in _legacy_hooks(module)}
-    parametrized = list(module.parametrizations) if parametrize.is_parametrized(module) else []
+    parametrized = list(_chains(module)) if parametrize.is_parametrized(module) else []
     if not legacy and not parametrized:
         return module
-    base = type(module).__bases__[0] if parametrized else type(module)
+    base = cast(type[nn.Module], type(module).__bases__[0]) if parametrized else type(module)
     plain = base.__new__(base)
     plain.__dict__.update(module.__dict__)
     plain._parameters = dict(module._parameters)
@@ -81,14 +83,15 @@ def plain_copy(module: nn.Module) -> nn.Module:
     plain._forward_pre_hooks = type(module._forward_pre_hooks)(
         (k, h) for k, h in module._forward_pre_hooks.items() if not isinstance(h, WeightNorm))
     for name in parametrized:
-        chain = module.parametrizations[name]
+        chain: Any = _chains(module)[name]  # holds original, or original0, original1, ...
         original = chain.original if hasattr(chain, "original") else chain.original0  # one or several tensors
         plain._parameters[name] = nn.Parameter(getattr(module, name).detach().clone(), original.requires_grad)
     for name in legacy:
-        g = plain._parameters.pop(f"{name}_g")
+        g = cast(nn.Parameter, plain._parameters.pop(f"{name}_g"))
         del plain._parameters[f"{name}_v"]
         del plain.__dict__[name]  # the hook's cached value; a parameter takes its place
-        plain._parameters[name] = nn.Parameter(find_tensor(module, name).detach().clone(), g.requires_grad)
+        computed = cast(torch.Tensor, find_tensor(module, name))  # the hook's weight, present until deleted
+        plain._parameters[name] = nn.Parameter(computed.detach().clone(), g.requires_grad)
     return plain
 
 
@@ -104,15 +107,20 @@ def bake_parametrizations(model: nn.Module) -> nn.Module:
     return model
 
 
+def _chains(module: nn.Module) -> Mapping[str, parametrize.ParametrizationList]:
+    """The ``ParametrizationList`` per tensor name that ``torch.nn.utils.parametrize`` adds."""
+    return cast(Mapping[str, parametrize.ParametrizationList], module.parametrizations)
+
+
 def _weight_norm_dims(module: nn.Module) -> dict[str, tuple[str, int]] | None:
     """{tensor name: (form, dim)} of a weight-normalised layer, {} for a plain one, None for
     any other parametrisation (which cannot be rebuilt after slicing)."""
     found: dict[str, tuple[str, int]] = {}
     if parametrize.is_parametrized(module):
-        for name, chain in module.parametrizations.items():
+        for name, chain in _chains(module).items():
             if len(chain) != 1 or type(chain[0]).__name__ != "_WeightNorm":
                 return None
-            found[name] = ("parametrization", int(chain[0].dim))
+            found[name] = ("parametrization", int(cast(Any, chain[0]).dim))  # _WeightNorm.dim, a plain int
     for hook in _legacy_hooks(module):
         found[hook.name] = ("hook", int(hook.dim))
     return found

@@ -225,7 +225,7 @@ class SlowFast(nn.Module):
         slow, fast = self.slow_stem(slow), self.fast_stem(fast)
         slow = torch.cat([slow, self.laterals[0](fast)], dim=1)
         for i, (slow_stage, fast_stage) in enumerate(
-            zip(self.slow_stages, self.fast_stages)
+            zip(self.slow_stages, self.fast_stages, strict=True)
         ):
             slow, fast = slow_stage(slow), fast_stage(fast)
             if i + 1 < len(self.laterals):

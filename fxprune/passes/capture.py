@@ -20,12 +20,12 @@ from torch.utils._pytree import tree_flatten
 from ..errors import InputError, TraceError
 from .capture_export import eval_mode, export_graph, first_line, fresh_inputs
 from .capture_fx import check_arguments, normalize_inputs, trace
+from .compare import value_difference
 from .shapes import propagate_shapes
 
 __all__ = ["Capture", "FRONT_ENDS", "capture", "normalize_inputs", "output_mismatch", "trace"]
 
 FRONT_ENDS = ("auto", "fx", "export")
-_TOLERANCE = 1e-4  # relative to the output's magnitude, as the oracle
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def capture(model: nn.Module, example_inputs: Any, *, front_end: str = "auto", c
             else:
                 exported = export_graph(model, inputs)
                 module, dynamic, note = exported.module, exported.dynamic_batch, exported.note
-        except Exception as error:  # each front end's failure is reported beside the other's
+        except Exception as error:  # noqa: BLE001 - each front end's failure is reported beside the other's
             left.append(f"{name}: {_first_line(error)}")
             continue
         if expected is not None:
@@ -144,23 +144,23 @@ def output_mismatch(module: fx.GraphModule, inputs: tuple[Any, ...], expected: A
     try:
         with eval_mode(module), torch.no_grad():
             actual = module(*fresh_inputs(inputs))
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any failure of the graph is a mismatch, reported
         return f"does not run on inputs the model runs on ({_first_line(error)})"
     want, want_spec = tree_flatten(expected)
     got, got_spec = tree_flatten(actual)
     if want_spec != got_spec:
         return f"returns {got_spec} where the model returns {want_spec}"
-    for a, b in zip(want, got):
+    for a, b in zip(want, got, strict=True):
         if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
             return "returns a tensor where the model returns another value"
         if not isinstance(a, torch.Tensor):
             continue
         if a.shape != b.shape or a.dtype != b.dtype:
             return f"returns a {tuple(b.shape)} tensor where the model returns {tuple(a.shape)}"
-        if a.is_floating_point() and a.numel():
-            error = (a - b).abs().max().item()
-            if not error <= _TOLERANCE * max(1.0, a.abs().max().item()):
-                return f"computes other values than the model (max difference {error:.3g})"
+        if a.is_floating_point():
+            difference = value_difference(a, b)
+            if difference is not None:
+                return f"computes other values than the model (max difference {difference:.3g})"
         elif not torch.equal(a, b):
             return "computes other values than the model"
     return None

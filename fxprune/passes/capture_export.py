@@ -132,7 +132,7 @@ def _export(model: nn.Module, inputs: tuple[Any, ...]) -> tuple[Any, bool, str]:
             try:
                 return torch.export.export(model, fresh_inputs(doubled_batch(inputs)), strict=False,
                                            dynamic_shapes=shapes), True, ""
-            except Exception as error:  # the model fixes its batch size: keep the example's
+            except Exception as error:  # noqa: BLE001 - the model fixes its batch size: keep the example's
                 note = f"the model fixes its batch size ({first_line(error)})"
         return torch.export.export(model, fresh_inputs(inputs), strict=False), False, note
 
@@ -194,7 +194,7 @@ def _is_check(node: fx.Node) -> bool:
 def _spelled(graph: fx.Graph, node: fx.Node, env: dict[fx.Node, fx.Node], taken: dict[fx.Node, fx.Node]) -> fx.Node:
     spelling = spelling_of(node)
     call = spelling.call(node) if spelling is not None else None
-    if call is not None and spelling.first_output:
+    if spelling is not None and call is not None and spelling.first_output:
         firsts = [u for u in node.users if u.target is operator.getitem and u.args[1] == 0]
         if len(firsts) != len(node.users):  # mean or rstd are read too: keep the ATen call
             call = None
@@ -206,7 +206,7 @@ def _spelled(graph: fx.Graph, node: fx.Node, env: dict[fx.Node, fx.Node], taken:
     new = graph.create_node(op, target, fx.map_arg(args, lambda n: env[n]), fx.map_arg(kwargs, lambda n: env[n]),
                             name=node.name)
     new.meta = dict(node.meta)
-    if spelling.first_output:
+    if spelling is not None and spelling.first_output:
         taken.update((user, new) for user in node.users)
     return new
 
@@ -246,7 +246,7 @@ def _whole_forward(nodes: list[fx.Node], path: str) -> tuple[fx.Node, fx.Node] |
     leaving = [n for n in nodes if any(user not in inside for user in n.users)]
     outside = {i for n in nodes for i in n.all_input_nodes if i not in inside}
     activations = [i for i in outside if i.op != "get_attr"]
-    own = all(i.target.startswith(f"{path}.") for i in outside if i.op == "get_attr")
+    own = all(str(i.target).startswith(f"{path}.") for i in outside if i.op == "get_attr")
     if len(leaving) != 1 or len(activations) != 1 or not own:
         return None
     result = leaving[0]

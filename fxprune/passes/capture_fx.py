@@ -172,7 +172,7 @@ def _structured_args(model: nn.Module, inputs: tuple[Any, ...]) -> dict[str, Any
     """Placeholders for arguments that are containers of tensors."""
     names = list(inspect.signature(model.forward).parameters)
     structured = {}
-    for name, value in zip(names, inputs):
+    for name, value in zip(names, inputs, strict=False):
         leaves, _ = tree_flatten(value)
         if not isinstance(value, torch.Tensor) and any(isinstance(v, torch.Tensor) for v in leaves):
             structured[name] = tree_map(lambda v: fx.PH if isinstance(v, torch.Tensor) else v, value)

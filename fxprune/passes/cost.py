@@ -2,25 +2,22 @@
 
 Budget search evaluates many candidate plans; rewriting each would cost a shape
 propagation. Instead every node's FLOPs, recorded once by the FLOP counter, are
-scaled by the fraction of its output kept and, for convolutions and linears, by the
-fraction of the input channels they contract over.
+scaled by the fraction of its output kept and, for operators whose rule names the
+input dim they contract (``Rule.contracts``: convolutions, linears), by the fraction
+of that dim kept.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from ..ir.layout import Layout
+from ..rules import lookup
 from ..rules.context import kept_along
 from .groups import Groups
 
 __all__ = ["estimate_params", "estimate_macs"]
-
-_CONV_FUNCTIONS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
-
 
 def _kept_fraction(layout: Layout, keep: np.ndarray, dims: set[int] | None = None) -> float:
     fraction = 1.0
@@ -46,22 +43,10 @@ def estimate_params(module: nn.Module, groups: Groups, keep: np.ndarray) -> int:
 
 
 def _contracted_dim(node: fx.Node, modules: dict[str, nn.Module]) -> int | None:
-    """The input dim a conv (groups == 1) or linear sums over, if the node is one."""
-    x = node.args[0] if node.args else None
-    value = x.meta.get("val") if isinstance(x, fx.Node) else None
-    if not isinstance(value, torch.Tensor):
-        return None
-    if node.op == "call_module":
-        module = modules.get(node.target)
-        if isinstance(module, nn.Linear):
-            return value.ndim - 1
-        if isinstance(module, nn.modules.conv._ConvNd) and module.groups == 1:
-            return value.ndim - (module.weight.ndim - 2) - 1
-    elif node.target is F.linear:
-        return value.ndim - 1
-    elif node.target in _CONV_FUNCTIONS and (node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)) == 1:
-        return value.ndim - _CONV_FUNCTIONS[node.target] - 1
-    return None
+    """The input dim the node sums over as a whole, as its rule states (``Rule.contracts``)."""
+    module = modules.get(str(node.target)) if node.op == "call_module" else None
+    rule = lookup(node, module) if node.op != "call_module" or module is not None else None
+    return rule.contracts(node, module) if rule is not None and rule.contracts is not None else None
 
 
 def estimate_macs(module: fx.GraphModule, groups: Groups, keep: np.ndarray) -> int:
@@ -77,7 +62,7 @@ def estimate_macs(module: fx.GraphModule, groups: Groups, keep: np.ndarray) -> i
         fraction = _kept_fraction(layout, keep)
         dim = _contracted_dim(node, modules)
         source = groups.layouts.get(node.args[0]) if dim is not None else None
-        if isinstance(source, Layout):
+        if isinstance(source, Layout) and dim is not None:
             fraction *= _kept_fraction(source, keep, {dim})
         total += flops * fraction
     return int(total) // 2

@@ -8,8 +8,9 @@ such channels; it is planned as one unit, its ``size`` being its channel count.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from torch import fx
@@ -224,7 +225,7 @@ def _freeze_reasons(record: ChannelRecord, roots: np.ndarray, group_of_id: np.nd
                                list[dict[str, None]]]:
     """Per group: why it is frozen, its caveats (exact-only reasons outside exact mode), and
     the roots of its pinned channels with why they are pinned."""
-    reasons, caveats, pin_reasons = ([{} for _ in range(count)] for _ in range(3))
+    reasons, caveats, pin_reasons = ([dict[str, None]() for _ in range(count)] for _ in range(3))
     pins: list[list[np.ndarray]] = [[] for _ in range(count)]
     for freeze in record.freezes:
         target = pin_reasons if freeze.pin else reasons if (exact or not freeze.exact_only) else caveats

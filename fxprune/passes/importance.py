@@ -7,7 +7,7 @@ score: planning is elsewhere.
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -15,11 +15,12 @@ from torch import nn
 
 from ..errors import InputError
 from ..ir.parametrized import find_tensor
+from ..rules import declared_rule
 from .groups import ChannelGroup, Groups
 
 __all__ = ["Importance", "l1", "l2", "bn_scale", "random_scores", "IMPORTANCE", "score_groups"]
 
-Importance = Callable[[ChannelGroup, nn.Module], Union[torch.Tensor, np.ndarray, list]]
+Importance = Callable[[ChannelGroup, nn.Module], torch.Tensor | np.ndarray | list]
 
 
 def _per_channel(group: ChannelGroup, module: nn.Module, power: int) -> np.ndarray:
@@ -49,7 +50,10 @@ def l2(group: ChannelGroup, module: nn.Module) -> np.ndarray:
     return np.sqrt(_per_channel(group, module, 2))
 
 
-_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+def _is_norm(module: nn.Module) -> bool:
+    """A normalisation layer by its rule (``Rule.norm``), subclasses with their own forward included."""
+    rule = declared_rule(module)
+    return rule is not None and rule.norm
 
 
 def bn_scale(group: ChannelGroup, module: nn.Module) -> np.ndarray:
@@ -61,8 +65,9 @@ def bn_scale(group: ChannelGroup, module: nn.Module) -> np.ndarray:
     found = False
     for member in group.members:
         owner = module.get_submodule(member.module) if member.module else module
-        if isinstance(owner, _NORMS) and member.tensor.endswith(".weight") and owner.weight is not None:
-            values = owner.weight.detach().abs().double().reshape(-1).cpu().numpy()
+        weight = getattr(owner, "weight", None)
+        if _is_norm(owner) and member.tensor.endswith(".weight") and isinstance(weight, torch.Tensor):
+            values = weight.detach().abs().double().reshape(-1).cpu().numpy()
             scores += np.bincount(member.channels, weights=values, minlength=group.size)
             found = True
     return scores if found else l1(group, module)

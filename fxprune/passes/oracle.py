@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils._pytree import tree_flatten
 
 from ..ir.parametrized import bake_parametrizations, deepcopy_module
+from .compare import tensor_leaves
 from .groups import Groups
 from .plan import Plan, keep_mask
 
@@ -46,12 +46,11 @@ def max_difference(first: nn.Module, second: nn.Module, example_inputs: tuple[An
     for module in (first, second):
         module = deepcopy_module(module).eval()
         with torch.no_grad():
-            leaves, _ = tree_flatten(module(*example_inputs))
-        outputs.append([leaf for leaf in leaves if isinstance(leaf, torch.Tensor)])
+            outputs.append(tensor_leaves(module(*example_inputs)))
     if len(outputs[0]) != len(outputs[1]):
         return float("inf")
     worst = 0.0
-    for a, b in zip(*outputs):
+    for a, b in zip(*outputs, strict=True):
         if a.shape != b.shape:
             return float("inf")
         if a.numel():

@@ -12,9 +12,10 @@ import difflib
 import fnmatch
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, cast
 
 import numpy as np
 
@@ -23,7 +24,7 @@ from .groups import ChannelGroup, Groups
 
 __all__ = ["PlanEntry", "Plan", "Ratios", "make_plan", "check_ratio", "keep_mask"]
 
-Ratios = Union[float, Mapping[str, float], Mapping[int, float]]
+Ratios = float | Mapping[str, float] | Mapping[int, float]
 
 
 @dataclass(frozen=True)
@@ -119,9 +120,10 @@ def resolve_ratios(groups: Groups, ratios: Ratios, ignore: Sequence[str],
         ignore = [ignore]
     _check_patterns(list(ignore), module_names, "ignore")
     if isinstance(ratios, Mapping) and ratios and all(isinstance(k, int) for k in ratios):
-        return _by_index(groups, ratios)
+        return _by_index(groups, cast(Mapping[int, float], ratios))
     if isinstance(ratios, Mapping):
-        spec = {p: check_ratio(r, f"ratio for '{p}'") for p, r in ratios.items()}
+        patterns = cast(Mapping[str, float], ratios)  # keys are all indices (above) or all patterns
+        spec = {p: check_ratio(r, f"ratio for '{p}'") for p, r in patterns.items()}
         _check_patterns(list(spec), module_names, "ratio")
     else:
         spec = {"*": check_ratio(ratios)}
@@ -148,7 +150,7 @@ def _by_index(groups: Groups, ratios: Mapping[int, float]) -> dict[int, float]:
 
 def kept_count(size: int, ratio: float, round_to: int | None = None) -> int:
     """Channels kept out of ``size`` at ``ratio``: at least one, a multiple of ``round_to`` when possible."""
-    keep = size - int(math.floor(size * ratio + 1e-9))
+    keep = size - math.floor(size * ratio + 1e-9)
     if round_to and round_to > 1:
         keep = max(round_to, round_to * round(keep / round_to))
     return max(1, min(size, keep))
@@ -198,13 +200,13 @@ def _global_keep(groups: Groups, scores: Mapping[int, np.ndarray], chosen: Mappi
         for part in group.parts or (np.arange(group.size),):
             caps.append(part.size - kept_count(part.size, max_ratio))
             candidates += [(float(normalised[c]), index, len(caps) - 1, int(c)) for c in part if int(c) not in pinned]
-    budget = int(math.floor(len(candidates) * ratio + 1e-9))
+    budget = math.floor(len(candidates) * ratio + 1e-9)
     removed = [0] * len(caps)
-    for _, index, part, channel in sorted(candidates):
+    for _, index, part_index, channel in sorted(candidates):
         if budget == 0:
             break
-        if removed[part] < caps[part]:
-            removed[part] += 1
+        if removed[part_index] < caps[part_index]:
+            removed[part_index] += 1
             kept[index][channel] = False
             budget -= 1
     result = {}

@@ -56,7 +56,7 @@ def _run_rule(ctx: PropagateContext) -> Any:
         return ctx.opaque_output()
     try:
         return rule.propagate(ctx)
-    except Exception as error:  # a form the rule does not handle: freezing is always safe
+    except Exception as error:  # noqa: BLE001 - a form the rule does not handle: freezing is always safe
         ctx.freeze_inputs(f"unsupported form ({type(error).__name__}: {error})")
         return ctx.opaque_output()
 
@@ -65,7 +65,7 @@ def _attribute_layout(module: fx.GraphModule, node: fx.Node, record: ChannelReco
     value = node.meta.get("val")
     if not isinstance(value, torch.Tensor):
         return None
-    blocks = [Block((axis,), record.param_axis(node.target, axis, size)[:, None])
+    blocks = [Block((axis,), record.param_axis(str(node.target), axis, size)[:, None])
               for axis, size in enumerate(value.shape) if size > 1]
     return Layout(tuple(value.shape), tuple(blocks))
 
@@ -89,7 +89,7 @@ def _matches(out: Any, value: Any) -> bool:
         return not any(isinstance(o, Layout) for o in tree_flatten(out, is_leaf=lambda x: isinstance(x, Layout))[0])
     if isinstance(value, (tuple, list)):
         return isinstance(out, (tuple, list)) and len(out) == len(value) and all(
-            _matches(o, v) for o, v in zip(out, value))
+            _matches(o, v) for o, v in zip(out, value, strict=True))
     return False
 
 

@@ -97,7 +97,8 @@ def _changed(module: nn.Module, node: fx.Node, ctx: RewriteContext) -> bool:
 def _module_for(module: nn.Module, node: fx.Node, ctx: RewriteContext, memo: dict[int, Any]) -> nn.Module:
     rule = lookup(node, module)
     if rule is not None and rule.resize is not None and _changed(module, node, ctx):
-        return _guarded(lambda m, c: resize_weight_normed(m, lambda plain: rule.resize(plain, c)), node, module, ctx)
+        resize = rule.resize
+        return _guarded(lambda m, c: resize_weight_normed(m, lambda plain: resize(plain, c)), node, module, ctx)
     return deepcopy_module(module, memo)
 
 
@@ -113,7 +114,7 @@ def _attribute_for(module: fx.GraphModule, target: str, ctx: RewriteContext, mem
 def _copy_modes(pruned: fx.GraphModule, original: dict[str, nn.Module]) -> None:
     """Containers created by GraphModule take the train/eval mode of their originals."""
     for name, sub in pruned.named_modules():
-        if name in original and type(sub) is nn.Module or name == "":
+        if (name in original and type(sub) is nn.Module) or name == "":
             sub.training = original[name].training
 
 

@@ -2,9 +2,9 @@
 
 The score of a channel is the mean over calibration samples of
 ``|mean over positions of activation x dLoss/dactivation|`` at every conv or linear
-output carrying the channel, summed over those outputs. It runs on a copy of the
-traced module in eval mode, so neither the model's weights, gradients nor running
-statistics change.
+output carrying the channel (every node whose rule is a ``producer``), summed over
+those outputs. It runs on a copy of the traced module in eval mode, so neither the
+model's weights, gradients nor running statistics change.
 """
 
 from __future__ import annotations
@@ -14,19 +14,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from ..errors import InputError
 from ..ir.channel_graph import unique_ints
 from ..ir.layout import Layout
 from ..ir.parametrized import deepcopy_module
+from ..rules import lookup
 from .groups import ChannelGroup, Groups
 
 __all__ = ["Taylor"]
-
-_PRODUCER_FUNCTIONS = {F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
-                       F.conv_transpose3d, F.linear}
 
 
 class Taylor:
@@ -63,9 +60,10 @@ class Taylor:
             loss = self.loss_fn(activations.pop("__output__"), target)
             names = list(activations)
             grads = torch.autograd.grad(loss, [activations[n] for n in names], allow_unused=True)
-            for name, grad in zip(names, grads):
-                if grad is not None and isinstance(layouts.get(name), Layout):
-                    _accumulate(totals, lookup, layouts[name], activations[name].detach() * grad)
+            for name, grad in zip(names, grads, strict=True):
+                layout = layouts.get(name)
+                if grad is not None and isinstance(layout, Layout):
+                    _accumulate(totals, lookup, layout, activations[name].detach() * grad)
             samples += _batch_size(inputs)
         if samples == 0:
             raise InputError("Taylor importance got no calibration batches")
@@ -90,9 +88,11 @@ def _split_batch(batch: Any) -> tuple[tuple[Any, ...], Any]:
 
 
 def _is_producer(node: fx.Node, module: fx.GraphModule) -> bool:
-    if node.op == "call_module":
-        return isinstance(module.get_submodule(node.target), (nn.modules.conv._ConvNd, nn.Linear))
-    return node.op == "call_function" and node.target in _PRODUCER_FUNCTIONS
+    """Whether the node's rule says its output is a channel space its weights make (``Rule.producer``)."""
+    if node.op not in ("call_module", "call_function", "call_method"):
+        return False
+    rule = lookup(node, module.get_submodule(str(node.target)) if node.op == "call_module" else None)
+    return rule is not None and rule.producer
 
 
 class _Capture(fx.Interpreter):
@@ -109,9 +109,10 @@ class _Capture(fx.Interpreter):
             self.kept[n.name] = result
         return result
 
-    def run(self, *args: Any) -> dict[str, Any]:
+    def run(self, *args: Any, initial_env: dict[fx.Node, Any] | None = None,
+            enable_io_processing: bool = True) -> dict[str, Any]:
         with torch.enable_grad():
-            output = super().run(*args)
+            output = super().run(*args, initial_env=initial_env, enable_io_processing=enable_io_processing)
         return {**self.kept, "__output__": output}
 
 

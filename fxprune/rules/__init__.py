@@ -1,7 +1,28 @@
 """The operator rule registry; importing this package registers every built-in rule."""
 
-from . import aten, elementwise, functional, layers, rearrange, structural  # noqa: F401  (registration side effects)
+from . import (  # noqa: F401  (registration side effects)
+    aten,
+    elementwise,
+    functional,
+    indexing,
+    layers,
+    rearrange,
+    reshape,
+    size_query,
+    structural,
+)
 from .optional import register_optional_rules
-from .registry import RULES, Rule, lookup, module_rule, register_function, register_method, register_module
+from .registry import (
+    RULES,
+    Rule,
+    ShapeFunction,
+    declared_rule,
+    lookup,
+    module_rule,
+    register_function,
+    register_method,
+    register_module,
+)
 
-__all__ = ["register_optional_rules", "RULES", "Rule", "lookup", "module_rule", "register_function", "register_method", "register_module"]
+__all__ = ["register_optional_rules", "RULES", "Rule", "ShapeFunction", "declared_rule", "lookup", "module_rule",
+           "register_function", "register_method", "register_module"]

@@ -8,7 +8,8 @@ its name; the others bind their schema arguments by name, or build the call.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +46,8 @@ def _convolution(bound: dict[str, Any], node: fx.Node) -> Call | None:
     spatial = len(bound["stride"])
     if spatial not in (1, 2, 3):
         return None
-    names = ("input", "weight", "bias", "stride", "padding")
+    names: tuple[str, ...] = ("input", "weight", "bias", "stride", "padding")
+    target: Callable[..., Any]
     if bound["transposed"]:
         target = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[spatial - 1]
         names += ("output_padding", "groups", "dilation")
@@ -74,6 +76,17 @@ register_aten(aten.native_group_norm.default, spelling=Spelling(
 _same(F.prelu, aten.prelu.default)
 
 # ---- value-wise -------------------------------------------------------------------------------
+def _inplace(function: Callable[..., Any]) -> Spelling:
+    """An activation's in-place ATen form: the functional call with ``inplace=True``."""
+    return Spelling(adapt=lambda bound, node: ("call_function", function, (bound["self"],), {"inplace": True}))
+
+
+def _pad(mode: str) -> Spelling:
+    """A ``reflection_pad*d`` / ``replication_pad*d`` overload: ``F.pad`` in that mode."""
+    return Spelling(adapt=lambda bound, node: ("call_function", F.pad, (bound["self"], bound["padding"], mode), {}))
+
+
+_function: Callable[..., Any]  # the loops below bind torch functions of different signatures
 for _function, _names in (
         (torch.relu, ("relu",)), (torch.relu_, ("relu_",)), (torch.sigmoid, ("sigmoid",)),
         (torch.tanh, ("tanh",)), (torch.exp, ("exp",)), (torch.log, ("log",)), (torch.sqrt, ("sqrt",)),
@@ -89,8 +102,7 @@ for _method in ("sigmoid_", "tanh_", "exp_", "clamp_", "hardtanh_", "detach"):
     _same(_method, getattr(aten, _method).default)
 for _name, _function in (("silu_", F.silu), ("hardswish_", F.hardswish), ("hardsigmoid_", F.hardsigmoid),
                          ("mish_", F.mish)):
-    register_aten(getattr(aten, _name).default, spelling=Spelling(
-        adapt=lambda bound, node, f=_function: ("call_function", f, (bound["self"],), {"inplace": True})))
+    register_aten(getattr(aten, _name).default, spelling=_inplace(_function))
 _same(F.gelu, aten.gelu.default, kwargs={"approximate": "approximate"}, args=("self",))
 _same(F.leaky_relu, aten.leaky_relu.default)
 _same("leaky_relu_", aten.leaky_relu_.default)
@@ -112,10 +124,16 @@ register_aten(aten.to.dtype_layout, spelling=Spelling("to", ("self",), {"dtype":
                                                       only_if={"device": None, "layout": None}))
 
 
+def _input_rank(node: fx.Node) -> int:
+    """Rank of the tensor in a call's first argument (``self`` or ``input``)."""
+    return cast(fx.Node, node.args[0]).meta["val"].dim()
+
+
 def _feature_dropout(bound: dict[str, Any], node: fx.Node) -> Call | None:
-    rank = node.args[0].meta["val"].dim()
+    rank = _input_rank(node)
     target = {3: F.dropout1d, 4: F.dropout2d, 5: F.dropout3d}.get(rank)
-    return None if target is None else ("call_function", target, (bound["input"], bound["p"], bound["train"]), {})
+    source = bound["input"] if "input" in bound else bound["self"]  # the in-place overload names it self
+    return None if target is None else ("call_function", target, (source, bound["p"], bound["train"]), {})
 
 
 register_aten(aten.feature_dropout.default, aten.feature_dropout_.default, spelling=Spelling(adapt=_feature_dropout))
@@ -124,6 +142,7 @@ register_aten(aten._to_copy.default, spelling=Spelling("to", ("self",), {"dtype"
                                                        only_if={"device": None, "layout": None}))
 register_aten(aten.alias.default, aten.lift_fresh_copy.default, spelling=Spelling(adapt=_identity))
 
+_BINARY: dict[str, Callable[..., Any]]
 _BINARY = {"add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div, "maximum": torch.maximum,
            "minimum": torch.minimum, "eq": torch.eq, "ne": torch.ne, "lt": torch.lt, "le": torch.le,
            "gt": torch.gt, "ge": torch.ge, "masked_fill": torch.masked_fill, "fmax": torch.fmax,
@@ -135,6 +154,8 @@ for _name, _function in _BINARY.items():
     if hasattr(aten, f"{_name}_"):  # in place: the method of the same name
         inplace = getattr(aten, f"{_name}_")
         _same(f"{_name}_", *(getattr(inplace, o) for o in ("Tensor", "Scalar") if o in inplace.overloads()))
+for _name in ("eq", "ne", "lt", "le", "gt", "ge"):  # .default compares two numbers: torch.eq takes no numbers
+    _same(getattr(operator, _name), getattr(aten, _name).default)
 _same(torch.where, aten.where.self)
 _same(torch.lerp, aten.lerp.Scalar, aten.lerp.Tensor)
 _same(torch.addcmul, aten.addcmul.default)
@@ -209,9 +230,7 @@ register_aten(aten.constant_pad_nd.default, spelling=Spelling(
     adapt=lambda bound, node: ("call_function", F.pad, (bound["self"], bound["pad"], "constant", bound["value"]), {})))
 for _kind, _mode in (("reflection", "reflect"), ("replication", "replicate")):
     for _n in (1, 2, 3):
-        register_aten(getattr(aten, f"{_kind}_pad{_n}d").default, spelling=Spelling(
-            adapt=lambda bound, node, mode=_mode: ("call_function", F.pad, (bound["self"], bound["padding"], mode),
-                                                   {})))
+        register_aten(getattr(aten, f"{_kind}_pad{_n}d").default, spelling=_pad(_mode))
 
 # ---- structural -------------------------------------------------------------------------------
 _same(torch.cat, aten.cat.default)
@@ -237,7 +256,7 @@ _same("numel", aten.sym_numel.default)
 
 
 def _index_tuple(node: fx.Node, dim: int, item: Any) -> tuple:
-    rank = node.args[0].meta["val"].dim()
+    rank = _input_rank(node)
     return (slice(None),) * (dim % rank) + (item,)
 
 

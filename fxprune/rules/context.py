@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -115,7 +115,7 @@ def _ids_in(target: Any) -> list[np.ndarray]:
 
 
 def _tensor_of(qualified: str, node: fx.Node) -> torch.Tensor:
-    tensor = find_tensor(node.graph.owning_module, qualified)  # also a weight-normalised weight
+    tensor = find_tensor(cast(fx.GraphModule, node.graph.owning_module), qualified)  # also a weight-normalised weight
     if tensor is None:
         raise AttributeError(f"{qualified} is not a parameter, a buffer or a computed weight")
     return tensor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -11,6 +12,7 @@ from torch import fx, nn
 
 from ..ir.layout import Block, Layout
 from .context import PropagateContext
+from .output_shapes import broadcast_binary, valuewise
 from .registry import Rule, register_function, register_method, register_module
 
 __all__ = ["broadcast", "unify_layouts", "passthrough", "spatial", "reduction"]
@@ -128,12 +130,13 @@ def softmax(ctx: PropagateContext) -> Layout:
     """Normalising over a tracked dim couples every channel's value to the others."""
     layout = ctx.layout(ctx.node.args[0])
     dim = ctx.arg(1, "dim")
-    if dim is None and ctx.module is not None:
-        dim = ctx.module.dim
-    if dim is not None:
-        block = layout.block_at(int(dim) % len(layout.shape))
-        if block is not None:
-            ctx.freeze(block, "softmax over channels", exact_only=True)
+    if dim is None and ctx.module is not None:  # Softmax2d normalises over the channels (dim -3)
+        dim = -3 if isinstance(ctx.module, nn.Softmax2d) else ctx.module.dim
+    if dim is None:  # the legacy implicit dim of F.softmax(x) and nn.Softmax()
+        dim = 0 if len(layout.shape) in (0, 1, 3) else 1
+    block = layout.block_at(int(dim) % len(layout.shape)) if layout.shape else None
+    if block is not None:
+        ctx.freeze(block, "softmax over channels", exact_only=True)
     return layout
 
 
@@ -157,7 +160,7 @@ def spatial(count: int | None) -> Rule:
 def pad(ctx: PropagateContext) -> Layout:
     """F.pad and the padding modules: widths pair up from the last dim backwards."""
     layout = ctx.layout(ctx.node.args[0])
-    given = ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad")
+    given: Any = ctx.module.padding if ctx.module is not None else ctx.arg(1, "pad")
     # Widths computed at run time (TF-style "same" padding) are a node or hold nodes: any
     # of them may be non-zero, but their count, which decides the dims they pad, is fixed.
     computed = isinstance(given, fx.Node) or any(isinstance(w, fx.Node) for w in given)
@@ -172,38 +175,42 @@ def pad(ctx: PropagateContext) -> Layout:
 
 PASSTHROUGH = Rule(passthrough)
 BROADCAST = Rule(broadcast)
+# The same rules, stating their output where it is the input's (see output_shapes): not for
+# casts (dtype), contiguous (strides), *_like (a dtype= keyword) or comparisons (bool).
+VALUEWISE = replace(PASSTHROUGH, shape=valuewise)
+ARITHMETIC = replace(BROADCAST, shape=broadcast_binary)
 
 register_module(
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign,
     nn.Tanhshrink, nn.Threshold, nn.LogSigmoid, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-    nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, rule=PASSTHROUGH)
+    nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, rule=VALUEWISE)
 register_function(
     F.relu, F.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish,
     F.hardswish, F.hardsigmoid, F.hardtanh, F.sigmoid, F.tanh, F.softplus, F.dropout, F.dropout1d,
     F.dropout2d, F.dropout3d, F.alpha_dropout, F.logsigmoid, torch.relu, torch.relu_, torch.sigmoid,
     torch.tanh, torch.exp, torch.log, torch.sqrt, torch.rsqrt, torch.abs, torch.neg, torch.erf,
     torch.clamp, torch.clip, torch.sign, torch.square, torch.reciprocal, torch.nan_to_num,
-    operator.neg, operator.pos, torch.zeros_like, torch.ones_like, torch.empty_like,
-    torch.full_like, torch.rand_like, torch.randn_like, torch.clone, torch.detach,
-    rule=PASSTHROUGH)
+    operator.neg, operator.pos, torch.clone, torch.detach, rule=VALUEWISE)
+register_function(torch.zeros_like, torch.ones_like, torch.empty_like, torch.full_like, torch.rand_like,
+                  torch.randn_like, rule=PASSTHROUGH)
 register_method(
     "relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "exp", "log", "sqrt", "rsqrt", "abs",
     "neg", "clamp", "clamp_", "clip", "clamp_min", "clamp_max", "square", "reciprocal", "sign",
-    "contiguous", "clone", "detach", "float", "double", "half", "bfloat16", "to", "type",
-    "type_as", "requires_grad_", "hardtanh_", "nan_to_num", "erf", "exp_", "pow_", "zero_",
-    rule=PASSTHROUGH)
+    "clone", "detach", "hardtanh_", "leaky_relu_", "nan_to_num", "erf", "exp_", "pow_", "zero_", rule=VALUEWISE)
+register_method("contiguous", "float", "double", "half", "bfloat16", "to", "type", "type_as", "requires_grad_",
+                rule=PASSTHROUGH)
 register_function(
-    operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.pow,
-    operator.mod, operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.eq,
-    operator.ne, operator.lt, operator.le, operator.gt, operator.ge, torch.add, torch.sub,
-    torch.mul, torch.div, torch.true_divide, torch.pow, torch.maximum, torch.minimum, torch.fmax,
-    torch.fmin, torch.where, torch.lerp, torch.addcmul, torch.addcdiv, torch.eq, torch.ne,
-    torch.lt, torch.le, torch.gt, torch.ge, torch.masked_fill, rule=BROADCAST)
-register_method(
-    "add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "pow", "maximum", "minimum",
-    "masked_fill", "masked_fill_", "where", "lerp", "addcmul", "addcdiv", "expand_as",
-    "eq", "ne", "lt", "le", "gt", "ge", rule=BROADCAST)
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub, operator.imul,
+    operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.true_divide, torch.maximum,
+    torch.minimum, rule=ARITHMETIC)
+register_function(
+    operator.floordiv, operator.pow, operator.mod, operator.eq, operator.ne, operator.lt, operator.le,
+    operator.gt, operator.ge, torch.pow, torch.fmax, torch.fmin, torch.where, torch.lerp, torch.addcmul,
+    torch.addcdiv, torch.eq, torch.ne, torch.lt, torch.le, torch.gt, torch.ge, torch.masked_fill, rule=BROADCAST)
+register_method("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "maximum", "minimum", rule=ARITHMETIC)
+register_method("pow", "masked_fill", "masked_fill_", "where", "lerp", "addcmul", "addcdiv", "expand_as",
+                "eq", "ne", "lt", "le", "gt", "ge", "eq_", "ne_", "lt_", "le_", "gt_", "ge_", rule=BROADCAST)
 register_function(torch.mean, torch.sum, torch.amax, torch.amin, torch.max, torch.min, torch.std,
                   torch.var, torch.prod, torch.logsumexp, torch.nansum, torch.nanmean,
                   torch.all, torch.any, rule=Rule(reduction))

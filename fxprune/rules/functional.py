@@ -10,11 +10,12 @@ from typing import Any
 
 import numpy as np
 import torch.nn.functional as F
-from torch import fx
+from torch import fx, nn
 
 from ..ir.layout import Layout
 from .context import PropagateContext, RewriteContext
-from .layers import _conv_output, _linear, channel_norm, couple_conv, layer_norm
+from .layers import _conv_output, _linear, channel_norm, couple_conv, input_rank, last_dim_contracted, layer_norm
+from .output_shapes import normalising
 from .registry import Rule, register_function
 
 __all__: list[str] = []
@@ -74,7 +75,18 @@ def conv(transposed: bool) -> Rule:
             ctx.unify(bias, out, "conv bias")
         return _conv_output(ctx, layout, spatial, out)
 
-    return Rule(propagate, rewrite_args=_groups_rewrite)
+    return Rule(propagate, rewrite_args=_groups_rewrite, producer=True,
+                contracts=None if transposed else _conv_contracted)
+
+
+def _conv_contracted(node: fx.Node, module: nn.Module | None) -> int | None:
+    """``F.conv2d(x, w, b, stride, padding, dilation, groups)`` with groups == 1 sums over x's channels."""
+    rank, weight = input_rank(node), node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
+    value = weight.meta.get("val") if isinstance(weight, fx.Node) else None
+    if rank is None or value is None or groups != 1:  # a computed groups (a node) is not known to be 1
+        return None
+    return rank - (value.ndim - 2) - 1
 
 
 def _groups_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
@@ -156,8 +168,9 @@ def _layer_norm_rewrite(ctx: RewriteContext) -> tuple[Any, tuple, dict]:
 
 register_function(F.conv1d, F.conv2d, F.conv3d, rule=conv(transposed=False))
 register_function(F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d, rule=conv(transposed=True))
-register_function(F.linear, rule=Rule(linear))
-register_function(F.batch_norm, F.instance_norm, rule=Rule(batch_norm))
-register_function(F.group_norm, rule=Rule(group_norm, rewrite_args=_group_norm_rewrite))
-register_function(F.layer_norm, rule=Rule(functional_layer_norm, rewrite_args=_layer_norm_rewrite))
-register_function(F.prelu, rule=Rule(prelu))
+register_function(F.linear, rule=Rule(linear, contracts=last_dim_contracted, producer=True))
+register_function(F.batch_norm, F.instance_norm, rule=Rule(batch_norm, shape=normalising))
+register_function(F.group_norm, rule=Rule(group_norm, rewrite_args=_group_norm_rewrite, shape=normalising))
+register_function(F.layer_norm, rule=Rule(functional_layer_norm, rewrite_args=_layer_norm_rewrite,
+                                          shape=normalising))
+register_function(F.prelu, rule=Rule(prelu, shape=normalising))

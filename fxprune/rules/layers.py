@@ -9,17 +9,22 @@ registry, the functional form from the layouts of its weight arguments.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 
 from ..ir.layout import Block, Layout
 from .context import PropagateContext, RewriteContext
+from .output_shapes import conv_output, linear_output, normalising
 from .registry import Rule, register_module
+from .reshape import reshape
 
-__all__ = ["couple_conv", "slice_module", "slice_tensor", "channel_norm", "layer_norm"]
+_M = TypeVar("_M", bound=nn.Module)
+
+__all__ = ["couple_conv", "slice_module", "slice_tensor", "channel_norm", "layer_norm", "input_rank",
+           "last_dim_contracted"]
 
 
 def couple_conv(ctx: PropagateContext, x_ids: np.ndarray | None, w_out: np.ndarray | None,
@@ -63,7 +68,7 @@ def _conv_output(ctx: PropagateContext, x: Layout, spatial: int, out: np.ndarray
 
 
 def conv_module(ctx: PropagateContext) -> Layout:
-    module, name = ctx.module, ctx.node.target
+    module, name = cast(nn.modules.conv._ConvNd, ctx.module), ctx.node.target
     x = ctx.layout(ctx.node.args[0])
     spatial = module.weight.ndim - 2
     transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
@@ -77,11 +82,12 @@ def conv_module(ctx: PropagateContext) -> Layout:
     return _conv_output(ctx, x, spatial, out)
 
 
-def slice_module(module: nn.Module, ctx: RewriteContext) -> nn.Module:
+def slice_module(module: _M, ctx: RewriteContext) -> _M:
     """A shallow copy of ``module`` whose parameters and buffers keep only kept slices."""
     new = copy.copy(module)
     new._parameters, new._buffers = dict(module._parameters), dict(module._buffers)
-    for store in (new._parameters, new._buffers):
+    stores: tuple[dict[str, Any], ...] = (new._parameters, new._buffers)  # a buffer is no Parameter
+    for store in stores:
         for key, tensor in store.items():
             if tensor is None:
                 continue
@@ -101,6 +107,7 @@ def slice_tensor(tensor: torch.Tensor, qualified: str, ctx: RewriteContext) -> t
 
 
 def conv_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
+    module = cast(nn.modules.conv._ConvNd, module)
     new = slice_module(module, ctx)
     weight = new.weight
     transposed = isinstance(module, nn.modules.conv._ConvTransposeNd)
@@ -117,7 +124,7 @@ def conv_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
 def linear_module(ctx: PropagateContext) -> Layout:
     name, x = ctx.node.target, ctx.layout(ctx.node.args[0])
     w_out = ctx.param(f"{name}.weight", 0, producer=True)
-    bias = ctx.param(f"{name}.bias", 0) if ctx.module.bias is not None else None
+    bias = ctx.param(f"{name}.bias", 0) if cast(nn.Linear, ctx.module).bias is not None else None
     return _linear(ctx, x, w_out, ctx.param(f"{name}.weight", 1, reader=True), bias)
 
 
@@ -138,7 +145,7 @@ def _linear(ctx: PropagateContext, x: Layout, w_out: Any, w_in: Any, bias: Any) 
 
 
 def linear_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
-    new = slice_module(module, ctx)
+    new = slice_module(cast(nn.Linear, module), ctx)
     new.out_features, new.in_features = new.weight.shape
     return new
 
@@ -182,7 +189,7 @@ def _module_vectors(ctx: PropagateContext, names: tuple[str, ...]) -> list[np.nd
 
 def norm_module(ctx: PropagateContext) -> Layout:
     vectors = _module_vectors(ctx, ("weight", "bias", "running_mean", "running_var"))
-    module = ctx.module
+    module = cast(nn.Module, ctx.module)
     groups = getattr(module, "num_groups", None)
     data_stats = module.training or getattr(module, "running_mean", None) is None
     return channel_norm(ctx, ctx.layout(ctx.node.args[0]), vectors, groups, data_stats)
@@ -191,13 +198,13 @@ def norm_module(ctx: PropagateContext) -> Layout:
 def norm_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
     new = slice_module(module, ctx)
     channels = ctx.new_size(ctx.node.args[0], 1)
-    if isinstance(module, nn.GroupNorm):
-        new.num_groups = channels // (module.num_channels // module.num_groups)
+    if isinstance(new, nn.GroupNorm):
+        new.num_groups = channels // (new.num_channels // new.num_groups)
         new.num_channels = channels
-    elif isinstance(module, nn.PReLU):
+    elif isinstance(new, nn.PReLU):
         new.num_parameters = new.weight.numel()
     else:
-        new.num_features = channels
+        cast(nn.modules.batchnorm._NormBase, new).num_features = channels  # BatchNorm, InstanceNorm
     return new
 
 
@@ -219,7 +226,7 @@ def layer_norm(ctx: PropagateContext, x: Layout, count: int, params: list[list[A
 
 
 def layer_norm_module(ctx: PropagateContext) -> Layout:
-    module, name = ctx.module, ctx.node.target
+    module, name = cast(nn.LayerNorm, ctx.module), ctx.node.target
     count = len(module.normalized_shape)
     params = [[ctx.param(f"{name}.{p}", a) if module.normalized_shape[a] > 1 else None for a in range(count)]
               for p in ("weight", "bias") if getattr(module, p, None) is not None]
@@ -227,6 +234,7 @@ def layer_norm_module(ctx: PropagateContext) -> Layout:
 
 
 def layer_norm_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
+    module = cast(nn.LayerNorm, module)
     new = slice_module(module, ctx)
     x = ctx.node.args[0]
     rank = len(ctx.shape(x))
@@ -237,25 +245,53 @@ def layer_norm_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
 
 def prelu_module(ctx: PropagateContext) -> Layout:
     x = ctx.layout(ctx.node.args[0])
-    if ctx.module.num_parameters == 1:
+    if cast(nn.PReLU, ctx.module).num_parameters == 1:
         return x
     return channel_norm(ctx, x, [ctx.param(f"{ctx.node.target}.weight", 0)])
 
 
 def unflatten_resize(module: nn.Module, ctx: RewriteContext) -> nn.Module:
+    module = cast(nn.Unflatten, module)
     new = copy.copy(module)
     dim = module.dim % len(ctx.shape())
     new.unflattened_size = tuple(ctx.new_size(ctx.node, dim + i) for i in range(len(module.unflattened_size)))
     return new
 
 
-from .structural import reshape  # noqa: E402  (shared rule, imported after definitions above)
+def input_rank(node: fx.Node) -> int | None:
+    """The rank of the node's first input, from its fake value (None when it is not a tensor)."""
+    x = node.args[0] if node.args else None
+    value = x.meta.get("val") if isinstance(x, fx.Node) else None
+    return value.ndim if isinstance(value, torch.Tensor) else None
 
-register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                nn.ConvTranspose3d, rule=Rule(conv_module, resize=conv_resize))
-register_module(nn.Linear, rule=Rule(linear_module, resize=linear_resize))
+
+def last_dim_contracted(node: fx.Node, module: nn.Module | None) -> int | None:
+    """A linear sums over its input's last dim."""
+    rank = input_rank(node)
+    return None if rank is None else rank - 1
+
+
+def _conv_contracted(node: fx.Node, module: nn.Module | None) -> int | None:
+    """A conv with ``groups == 1`` sums over its input's channel dim (grouped convs over part of it)."""
+    rank, conv = input_rank(node), cast(nn.modules.conv._ConvNd, module)
+    return None if rank is None or conv.groups != 1 else rank - (conv.weight.ndim - 2) - 1
+
+
+def _conv_mixes_channels(module: nn.Module) -> bool:
+    # A transposed conv's weight is laid out (in, out, ...): its input is weight dim 0.
+    conv = cast(nn.modules.conv._ConvNd, module)
+    return not conv.transposed and conv.groups == 1
+
+
+register_module(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+                rule=Rule(conv_module, resize=conv_resize, shape=conv_output, contracts=_conv_contracted,
+                          mixes_channels=_conv_mixes_channels, producer=True))
+register_module(nn.Linear, rule=Rule(linear_module, resize=linear_resize, shape=linear_output,
+                                     contracts=last_dim_contracted, mixes_channels=lambda module: True,
+                                     producer=True))
 register_module(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.InstanceNorm1d,
-                nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm, rule=Rule(norm_module, resize=norm_resize))
-register_module(nn.PReLU, rule=Rule(prelu_module, resize=norm_resize))
-register_module(nn.LayerNorm, rule=Rule(layer_norm_module, resize=layer_norm_resize))
+                nn.InstanceNorm2d, nn.InstanceNorm3d, nn.GroupNorm,
+                rule=Rule(norm_module, resize=norm_resize, shape=normalising, norm=True))
+register_module(nn.PReLU, rule=Rule(prelu_module, resize=norm_resize, shape=normalising))
+register_module(nn.LayerNorm, rule=Rule(layer_norm_module, resize=layer_norm_resize, shape=normalising, norm=True))
 register_module(nn.Unflatten, rule=Rule(reshape, resize=unflatten_resize))

@@ -1,4 +1,4 @@
-"""Rules for ops that move positions around: pixel (un)shuffle, flip, roll, GLU.
+"""Rules for ops that move positions around: permute, transpose, movedim, pixel (un)shuffle, flip, roll, GLU.
 
 Each is array surgery on the channel ids, checked against one question: after
 pruning, does the op applied to the kept channels give the kept positions of the
@@ -9,7 +9,7 @@ freezes what it rolls.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .context import PropagateContext
 from .elementwise import _normalize_dims
 from .registry import Rule, register_function, register_method, register_module
 
-__all__: list[str] = []
+__all__ = ["permute"]
 
 
 def _channel_ids(ctx: PropagateContext, layout: Layout, dim: int, what: str) -> np.ndarray | None:
@@ -119,7 +119,7 @@ def glu(ctx: PropagateContext) -> Layout:
     """a * sigmoid(b) for the two halves of ``dim``: channel i of each half is one channel."""
     layout = ctx.layout(ctx.node.args[0])
     rank = len(layout.shape)
-    dim = int(ctx.module.dim if ctx.module is not None else ctx.arg(1, "dim", -1)) % rank
+    dim = int(cast(nn.GLU, ctx.module).dim if ctx.module is not None else ctx.arg(1, "dim", -1)) % rank
     blocks = [b for b in layout.blocks if dim not in b.dims]
     ids = _channel_ids(ctx, layout, dim, "GLU")
     if ids is not None:
@@ -127,6 +127,44 @@ def glu(ctx: PropagateContext) -> Layout:
         ctx.unify(ids[:half], ids[half:], "GLU halves")
         blocks.append(Block((dim,), ids[:half].copy()))
     return Layout(ctx.shape(), tuple(blocks))
+
+
+def permute(ctx: PropagateContext) -> Layout:
+    """permute/transpose/movedim: the ids move with their dims."""
+    layout = ctx.layout(ctx.node.args[0])
+    rank = len(layout.shape)
+    order = _permutation(ctx, rank)
+    return layout.renamed(ctx.shape(), {src: dst for dst, src in enumerate(order)})
+
+
+def _permutation(ctx: PropagateContext, rank: int) -> list[int]:
+    name = getattr(ctx.node.target, "__name__", ctx.node.target)
+    args: Any = ctx.node.args[1:]
+    if name in ("transpose", "swapaxes", "swapdims"):
+        a, b = (int(ctx.arg(i, k)) % rank for i, k in ((1, "dim0"), (2, "dim1")))
+        order = list(range(rank))
+        order[a], order[b] = order[b], order[a]
+        return order
+    if name == "t":
+        return list(range(rank))[::-1]
+    if name in ("movedim", "moveaxis"):
+        src, dst = ctx.arg(1, "source"), ctx.arg(2, "destination")
+        src = [src] if isinstance(src, int) else list(src)
+        dst = [dst] if isinstance(dst, int) else list(dst)
+        return _movedim_order(rank, src, dst)
+    dims: Any = args[0] if len(args) == 1 and isinstance(args[0], (tuple, list)) else args
+    dims = ctx.node.kwargs.get("dims", dims)
+    return [int(d) % rank for d in dims]
+
+
+def _movedim_order(rank: int, src: list[int], dst: list[int]) -> list[int]:
+    src = [s % rank for s in src]
+    dst = [d % rank for d in dst]
+    order = [-1] * rank
+    for s, d in zip(src, dst, strict=True):
+        order[d] = s
+    rest = iter(d for d in range(rank) if d not in src)
+    return [o if o >= 0 else next(rest) for o in order]
 
 
 register_function(F.pixel_shuffle, torch.pixel_shuffle, rule=Rule(pixel_shuffle))
@@ -139,3 +177,6 @@ register_function(torch.roll, rule=Rule(roll))
 register_method("roll", rule=Rule(roll))
 register_function(F.glu, rule=Rule(glu))
 register_module(nn.GLU, rule=Rule(glu))
+register_method("permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis", "t", rule=Rule(permute))
+register_function(torch.permute, torch.transpose, torch.swapaxes, torch.swapdims, torch.movedim,
+                  torch.moveaxis, torch.t, rule=Rule(permute))

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx
@@ -89,12 +89,12 @@ def _positional(overload: Any) -> tuple[str, ...]:
 
 def aten_arguments(node: fx.Node) -> dict[str, Any] | None:
     """The node's arguments by schema name, defaults filled in (None if they do not bind)."""
-    schema = node.target._schema
+    schema = cast(torch._ops.OpOverload, node.target)._schema
     bound: dict[str, Any] = {}
     positional = [a for a in schema.arguments if not a.kwarg_only]
     if len(node.args) > len(positional):
         return None
-    for argument, value in zip(positional, node.args):
+    for argument, value in zip(positional, node.args, strict=False):
         bound[argument.name] = value
     for argument in schema.arguments:
         if argument.name in node.kwargs:

@@ -76,7 +76,7 @@ def _check_pickle(path: Path, data: bytes, name: str) -> None:
         return
     try:  # torch.export.load retries this with weights_only=False: only let safe pickles through
         torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - unpickling a foreign file raises anything
         _refuse(path, f"'{name}' is not a plain tensor pickle ({type(error).__name__})")
 
 

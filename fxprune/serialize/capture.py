@@ -17,14 +17,13 @@ from typing import Any
 
 import torch
 from torch import fx, nn
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_unflatten
 
 from ..errors import ExportError, InputError
 from ..passes.capture_export import batch_shapes, doubled_batch, eval_mode, first_line
+from ..passes.compare import tensor_leaves, value_difference
 
 __all__ = ["check_program", "eval_mode", "export_program", "recorded_inputs"]
-
-_TOLERANCE = 1e-4
 
 
 def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bool) -> tuple[Any, bool]:
@@ -34,7 +33,7 @@ def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bo
         if shapes is not None:
             try:
                 return torch.export.export(module, doubled_batch(inputs), dynamic_shapes=shapes), True
-            except Exception as error:  # the model fixes its batch size: keep the example's
+            except Exception as error:  # noqa: BLE001 - the model fixes its batch size: keep the example's
                 warnings.warn(f"fxprune.save: the batch axis cannot be dynamic ({first_line(error)}); "
                               "the archive accepts the example's batch size only", stacklevel=3)
     try:
@@ -45,22 +44,17 @@ def export_program(module: nn.Module, inputs: tuple[Any, ...], dynamic_batch: bo
                           "the result's plan (result.plan.save) and re-apply it to the original model.") from error
 
 
-def _tensors(inputs: Any) -> list[torch.Tensor]:
-    return [leaf for leaf in tree_flatten(inputs)[0] if isinstance(leaf, torch.Tensor)]
-
-
 def check_program(module: nn.Module, program: Any, inputs: tuple[Any, ...]) -> None:
     """Raise ExportError unless the program's outputs match the module's in structure and value."""
     with torch.no_grad():
-        expected = _tensors(module(*inputs))
-        actual = _tensors(program.module()(*inputs))
-    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual)):
+        expected = tensor_leaves(module(*inputs))
+        actual = tensor_leaves(program.module()(*inputs))
+    if len(expected) != len(actual) or any(e.shape != a.shape for e, a in zip(expected, actual, strict=True)):
         raise ExportError("the exported program's outputs differ in structure or shape from the module's")
-    for e, a in zip(expected, actual):
-        if e.is_floating_point():
-            error = (e - a).abs().max().item() if e.numel() else 0.0
-            if not error <= _TOLERANCE * max(1.0, e.abs().max().item()):
-                raise ExportError(f"the exported program differs from the module by {error:.3g} (max abs)")
+    for e, a in zip(expected, actual, strict=True):
+        difference = value_difference(e, a) if e.is_floating_point() else None
+        if difference is not None:
+            raise ExportError(f"the exported program differs from the module by {difference:.3g} (max abs)")
 
 
 def recorded_inputs(module: nn.Module) -> tuple[Any, ...]:

@@ -100,7 +100,8 @@ def _randomize_stats(net: nn.Module) -> None:
         for module in net.modules():
             if isinstance(module, nn.modules.batchnorm._NormBase) and module.running_mean is not None:
                 module.running_mean.uniform_(-0.5, 0.5)
-                module.running_var.uniform_(0.5, 1.5)
+                if module.running_var is not None:
+                    module.running_var.uniform_(0.5, 1.5)
             if getattr(module, "weight", None) is not None and isinstance(
                     module, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
                 module.weight.uniform_(0.5, 1.5)
@@ -130,6 +131,8 @@ class SqueezeExcite(nn.Module):
     def __init__(self, dim: int, channels: int, hidden: int, form: str) -> None:
         super().__init__()
         self.dim, self.channels, self.form = dim, channels, form
+        self.reduce: nn.Module
+        self.expand: nn.Module
         if form == "conv":
             conv = (nn.Conv1d, nn.Conv2d, nn.Conv3d)[dim - 1]
             self.reduce, self.expand = conv(channels, hidden, 1), conv(hidden, channels, 1)
@@ -165,7 +168,7 @@ class FuzzNet(nn.Module):
             values.append(extra)
         elif self.spec.form == "list":
             values.extend(extra[i] for i in range(len(self.spec.inputs_shapes) - 1))
-        for op, layer in zip(self.spec.ops, self.layers):
+        for op, layer in zip(self.spec.ops, self.layers, strict=True):
             values.extend(_APPLY[op.kind](self.spec, op, layer, [values[i] for i in op.src]))
         outputs = tuple(values[i] for i in self.spec.outputs)
         return outputs[0] if len(outputs) == 1 else outputs
@@ -421,6 +424,13 @@ class _Value:
     channels: int
     spatial: tuple[int, ...] | None  # None: a (batch, features) head output
 
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """The spatial sizes of a feature map (what every op but a head's output has)."""
+        if self.spatial is None:
+            raise ValueError("a head output has no spatial dims")
+        return self.spatial
+
 
 class _Builder:
     def __init__(self, draw: Draw, dim: int, batch: int) -> None:
@@ -453,7 +463,7 @@ def _conv(b: _Builder, src: int, style: str | None = None) -> None:
     cin = v.channels
     style = style or d.choice(["plain", "plain", "depthwise", "grouped"])
     k = d.choice([1, 3])
-    stride = 2 if d.int(0, 4) == 0 and min(v.spatial) >= 2 else 1
+    stride = 2 if d.int(0, 4) == 0 and min(v.grid) >= 2 else 1
     if style == "depthwise":
         groups, cout = cin, cin * d.choice([1, 1, 2, 3])
     elif style == "grouped" and len(_divisors(cin)) > 2:
@@ -461,7 +471,7 @@ def _conv(b: _Builder, src: int, style: str | None = None) -> None:
         cout = groups * d.int(1, max(1, MAX_CHANNELS // groups))
     else:
         groups, cout = 1, d.int(1, MAX_CHANNELS)
-    spatial = tuple((s + 2 * (k // 2) - k) // stride + 1 for s in v.spatial)
+    spatial = tuple((s + 2 * (k // 2) - k) // stride + 1 for s in v.grid)
     params = {"cin": cin, "cout": cout, "k": k, "stride": stride, "groups": groups, "bias": d.bool(),
               "functional": d.int(0, 4) == 0}
     b.emit("conv", [src], params, [_Value(cout, spatial)])
@@ -472,11 +482,11 @@ def _convt(b: _Builder, src: int) -> None:
     cin = v.channels
     groups = d.choice(_divisors(cin)) if d.int(0, 2) == 0 else 1
     cout = groups * d.int(1, max(1, MAX_CHANNELS // groups))
-    if max(v.spatial) <= 4 and d.bool():
+    if max(v.grid) <= 4 and d.bool():
         k, stride, padding = 2, 2, 0
     else:
         k, stride, padding = 3, 1, 1
-    spatial = tuple((s - 1) * stride - 2 * padding + k for s in v.spatial)
+    spatial = tuple((s - 1) * stride - 2 * padding + k for s in v.grid)
     params = {"cin": cin, "cout": cout, "k": k, "stride": stride, "padding": padding, "groups": groups,
               "bias": d.bool()}
     b.emit("convt", [src], params, [_Value(cout, spatial)])
@@ -485,10 +495,10 @@ def _convt(b: _Builder, src: int) -> None:
 def _norm(b: _Builder, src: int) -> None:
     d, v = b.draw, b.values[src]
     # InstanceNorm needs more than one spatial element.
-    norm = d.choice(["bn", "bn", "gn", "in"] if math.prod(v.spatial) > 1 else ["bn", "gn"])
+    norm = d.choice(["bn", "bn", "gn", "in"] if math.prod(v.grid) > 1 else ["bn", "gn"])
     params: dict[str, Any] = {"norm": norm, "c": v.channels}
     # GroupNorm needs more than one value per group and sample.
-    gn_groups = [g for g in _divisors(v.channels) if v.channels // g * math.prod(v.spatial) > 1]
+    gn_groups = [g for g in _divisors(v.channels) if v.channels // g * math.prod(v.grid) > 1]
     if norm == "gn" and not gn_groups:
         norm = params["norm"] = "bn"
     if norm == "gn":
@@ -507,16 +517,16 @@ def _act(b: _Builder, src: int) -> None:
 def _pool(b: _Builder, src: int) -> None:
     d, v = b.draw, b.values[src]
     options = ["adaptive_avg", "adaptive_max", "interp_size"]
-    if min(v.spatial) >= 2:
+    if min(v.grid) >= 2:
         options += ["max", "avg"]
-    if max(v.spatial) <= 4:
+    if max(v.grid) <= 4:
         options.append("interp_scale")
     fn = d.choice(options)
     params: dict[str, Any] = {"fn": fn}
     if fn in ("max", "avg"):
-        spatial = tuple(s // 2 for s in v.spatial)
+        spatial = tuple(s // 2 for s in v.grid)
     elif fn == "interp_scale":
-        spatial = tuple(2 * s for s in v.spatial)
+        spatial = tuple(2 * s for s in v.grid)
     else:
         size = d.int(1, 3)
         spatial = (size,) * b.dim
@@ -551,7 +561,7 @@ def _split(b: _Builder, src: int) -> None:
     how = d.choice(["split", "chunk", "slice", "split_int"])
     if how == "split":
         cut = sorted({d.int(1, c - 1) for _ in range(d.int(1, 2))})
-        sizes = [hi - lo for lo, hi in zip([0, *cut], [*cut, c])]
+        sizes = [hi - lo for lo, hi in zip([0, *cut], [*cut, c], strict=True)]
         params: dict[str, Any] = {"how": how, "sizes": sizes, "count": len(sizes)}
     elif how == "chunk":
         chunks = d.int(2, min(c, 4))
@@ -599,7 +609,7 @@ def _permute(b: _Builder, src: int) -> None:
 def _head(b: _Builder, src: int) -> None:
     d, v = b.draw, b.values[src]
     form = d.choice(["pool", "flatten", "view_literal", "reshape"])
-    fin = v.channels if form == "pool" else v.channels * math.prod(v.spatial)
+    fin = v.channels if form == "pool" else v.channels * math.prod(v.grid)
     out = d.int(1, 6)
     b.emit("head", [src], {"form": form, "fin": fin, "out": out}, [_Value(out, None)])
 
@@ -609,28 +619,28 @@ def _misc(b: _Builder, src: int) -> None:
     d, v = b.draw, b.values[src]
     options = ["pad", "channel_softmax", "channel_mean_gate", "channel_stride", "layer_norm", "channel_count",
                "flip_channels", "flip_spatial", "roll_spatial", "roll_channels", "channel_max_gate"]
-    if min(v.spatial) >= 2:
+    if min(v.grid) >= 2:
         options.append("spatial_stride")
     if v.channels % 2 == 0:
         options += ["glu", "maxout"]
-    if len(v.spatial) == 2 and v.channels % 4 == 0:
+    if len(v.grid) == 2 and v.channels % 4 == 0:
         options.append("pixel_shuffle")
-    if len(v.spatial) == 2 and all(s % 2 == 0 for s in v.spatial):
+    if len(v.grid) == 2 and all(s % 2 == 0 for s in v.grid):
         options.append("pixel_unshuffle")
     fn = d.choice(options)
     spatial, channels = v.spatial, v.channels
     if fn == "pad":
-        spatial = (*v.spatial[:-1], v.spatial[-1] + 3)
+        spatial = (*v.grid[:-1], v.grid[-1] + 3)
     elif fn == "spatial_stride":
-        spatial = (*v.spatial[:-1], (v.spatial[-1] + 1) // 2)
+        spatial = (*v.grid[:-1], (v.grid[-1] + 1) // 2)
     elif fn == "channel_stride":
         channels = (v.channels + 1) // 2
     elif fn in ("glu", "maxout"):
         channels = v.channels // 2
     elif fn == "pixel_shuffle":
-        channels, spatial = v.channels // 4, tuple(s * 2 for s in v.spatial)
+        channels, spatial = v.channels // 4, tuple(s * 2 for s in v.grid)
     elif fn == "pixel_unshuffle":
-        channels, spatial = v.channels * 4, tuple(s // 2 for s in v.spatial)
+        channels, spatial = v.channels * 4, tuple(s // 2 for s in v.grid)
     b.emit("misc", [src], {"fn": fn, "c": v.channels}, [_Value(channels, spatial)])
 
 
