@@ -9,7 +9,7 @@ import torch
 from torch import fx, nn
 
 from fxprune.errors import ExportError
-from fxprune.passes.capture import _mismatch
+from fxprune.passes.capture import output_mismatch
 from fxprune.passes.compare import TOLERANCE, tensor_leaves, value_difference
 from fxprune.serialize.capture import check_program
 
@@ -73,7 +73,7 @@ def test_save_and_capture_checks_agree_on_values() -> None:
     with pytest.raises(ExportError, match=r"differs from the module by 0\.1"):
         check_program(model, _Program(_Shifted(model, 0.1)), (x,))
     graph = fx.symbolic_trace(model)
-    assert _mismatch(graph, (x,), expected) is None
+    assert output_mismatch(graph, (x,), expected) is None
     shifted = (expected[0] + 0.1, expected[1])
-    assert _mismatch(graph, (x,), shifted) == "computes other values than the model (max difference 0.1)"
-    assert _mismatch(graph, (x,), (expected[0], expected[1] + 1)) == "computes other values than the model"
+    assert output_mismatch(graph, (x,), shifted) == "computes other values than the model (max difference 0.1)"
+    assert output_mismatch(graph, (x,), (expected[0], expected[1] + 1)) == "computes other values than the model"
