@@ -81,21 +81,25 @@ def measure_fxprune(name: str, ratio: float) -> dict[str, Any]:
         out["out_scale"] = _out_scale(reference)
         stage = "capture"
         started = time.perf_counter()
-        captured = fxprune.capture(model, fresh(inputs))
+        try:
+            captured = fxprune.capture(model, fresh(inputs))
+            out["front_end"], out["left"] = captured.front_end, list(captured.left)
+            out["dynamic_batch"] = captured.dynamic_batch
+            del captured
+            by_parts = False
+        except fxprune.TraceError as whole:  # a detector's NMS: prune the submodules that capture
+            out["front_end"], out["left"], by_parts = "submodules", [str(whole).splitlines()[0]], True
         out["capture_s"] = time.perf_counter() - started
-        out["front_end"], out["left"] = captured.front_end, list(captured.left)
-        out["dynamic_batch"] = captured.dynamic_batch
-        del captured
         stage = "exact"
         started = time.perf_counter()
-        exact = fxprune.compile(model, ratio, example_inputs=fresh(inputs), exact=True)
+        exact = fxprune.compile(model, ratio, example_inputs=fresh(inputs), exact=True, submodules=by_parts)
         out["exact_s"] = time.perf_counter() - started
         stage = "verify"
         out["oracle_err"] = float(fxprune.verify(model, exact, fresh(inputs)))
         del exact
         stage = "default"
         started = time.perf_counter()
-        result = fxprune.compile(model, ratio, example_inputs=fresh(inputs))
+        result = fxprune.compile(model, ratio, example_inputs=fresh(inputs), submodules=by_parts)
         out["default_s"] = time.perf_counter() - started
         _record_result(out, result)
         stage = "forward"
@@ -113,8 +117,12 @@ def measure_fxprune(name: str, ratio: float) -> dict[str, Any]:
 
 def _record_result(out: dict[str, Any], result: Any) -> None:
     """Groups, frozen reasons and ratios of a default-mode compile."""
-    groups = list(result.groups)
-    out["front_end"] = result.capture.front_end if result.capture is not None else out.get("front_end")
+    if hasattr(result, "parts"):  # the groups of every pruned part
+        groups = [group for part in result.parts for group in part.result.groups]
+        out["parts"] = [part.name for part in result.parts]
+    else:
+        groups = list(result.groups)
+        out["front_end"] = result.capture.front_end if result.capture is not None else out.get("front_end")
     out["prunable"] = sum(1 for g in groups if g.prunable)
     out["frozen"] = len(groups) - out["prunable"]
     reasons: dict[str, int] = {}
