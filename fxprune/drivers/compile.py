@@ -29,7 +29,7 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             global_ranking: bool = False, max_ratio: float = 0.9, target_macs: float | None = None,
             target_params: float | None = None, leaf_modules: Iterable[type | str] = (),
             concrete_args: dict[str, Any] | None = None, capture: str = "auto",
-            check_capture: bool = True) -> CompileResult:
+            check_capture: bool = True, attention: str = "heads") -> CompileResult:
     """Prune ``model`` structurally and return a new, smaller module. ``model`` is not modified.
 
     Args:
@@ -51,6 +51,8 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             the summary says which front end ran and why the other was left.
         check_capture: compare the captured graph's outputs with the model's on the example
             inputs (one eager run of each) and fall back to the other front end on a mismatch.
+        attention: ``"heads"`` prunes whole attention heads; ``"head_dim"`` the same widths in
+            every head (query/key widths keep the original softmax scale). Both keep exact mode exact.
 
     Example:
         >>> result = fxprune.compile(torchvision.models.resnet18(), 0.5,
@@ -59,7 +61,7 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
     """
     start = time.perf_counter()
     analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args,
-                       capture=capture, check_capture=check_capture)
+                       capture=capture, check_capture=check_capture, attention=attention)
     if isinstance(ratios, Plan):
         return apply_plan(analysis, ratios, started=start)
     scores = score_groups(analysis.groups, analysis.traced, importance)

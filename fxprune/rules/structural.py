@@ -13,7 +13,9 @@ from torch import fx, nn
 from ..ir.layout import OPAQUE, Block, Layout, reshape_layout
 from .context import PropagateContext, RewriteContext, kept_along
 from .elementwise import broadcast, unify_layouts
+from .indexing import gather, index_fold
 from .registry import Rule, register_function, register_method, register_module
+from .run_time_sizes import from_channel_counts
 
 __all__ = ["cat", "split", "getitem", "reshape", "permute"]
 
@@ -59,9 +61,13 @@ def split(ctx: PropagateContext) -> tuple[Layout, ...]:
     if target == "unbind":
         dim = int(ctx.arg(1, "dim", 0)) % len(layout.shape)
         block = layout.block_at(dim)
-        if block is not None:
+        dim_map = {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}
+        if block is None or block.dims == (dim,):
             ctx.freeze(block, "unbind along channels")
-        return tuple(_without(layout, dim).renamed(tuple(o.shape), {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}) for o in outputs)
+            return tuple(_without(layout, dim).renamed(tuple(o.shape), dim_map) for o in outputs)
+        others = [b for b in layout.blocks if b is not block]
+        return tuple(Layout(layout.shape, tuple([*others, index_fold(ctx, block, {dim: i})])).renamed(
+            tuple(o.shape), dim_map) for i, o in enumerate(outputs))
     segments, start = [], 0
     for out in outputs:
         size = int(out.shape[dim])
@@ -115,25 +121,31 @@ def getitem(ctx: PropagateContext) -> Any:
         return None
     plan = _index_plan(index, len(container.shape))
     if plan is None:
-        ctx.freeze(container, "advanced indexing")
-        return ctx.opaque_output()
+        gathered = gather(ctx, container, index)
+        if gathered is None:
+            ctx.freeze(container, "advanced indexing")
+            return ctx.opaque_output()
+        return gathered
     cuts, dim_map, dropped = plan
+    kept = []
     for block in container.blocks:
-        if set(block.dims) & dropped:
-            ctx.freeze(block, "integer index into channels")
         for d in block.dims:
             cut = cuts.get(d)
             if cut is not None and (cut.step not in (None, 1) or not _literal(cut)):
                 ctx.freeze(block, "strided or dynamic slice of channels")
-    kept = Layout(container.shape, tuple(b for b in container.blocks if not set(b.dims) & dropped))
-    return _slice_layout(ctx, kept, cuts, ctx.shape(), dim_map)
+        picked = {d: i for d, i in dropped.items() if d in block.dims}
+        if picked:
+            block = index_fold(ctx, block, picked)
+        if block is not None:
+            kept.append(block)
+    return _slice_layout(ctx, Layout(container.shape, tuple(kept)), cuts, ctx.shape(), dim_map)
 
 
 def _literal(cut: slice) -> bool:
     return all(v is None or isinstance(v, int) for v in (cut.start, cut.stop, cut.step))
 
 
-def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int], set[int]] | None:
+def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int], dict[int, int]] | None:
     items = list(index) if isinstance(index, tuple) else [index]
     if any(not (i is None or i is Ellipsis or isinstance(i, (int, slice))) for i in items):
         return None
@@ -142,12 +154,12 @@ def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int]
     for item in items:
         expanded.extend([slice(None)] * (rank - explicit) if item is Ellipsis else [item])
     expanded.extend([slice(None)] * (rank - sum(1 for i in expanded if i is not None)))
-    cuts, dim_map, dropped, in_dim, out_dim = {}, {}, set(), 0, 0
+    cuts, dim_map, dropped, in_dim, out_dim = {}, {}, {}, 0, 0
     for item in expanded:
         if item is None:
             out_dim += 1
         elif isinstance(item, int):
-            dropped.add(in_dim)
+            dropped[in_dim] = item
             in_dim += 1
         else:
             cuts[in_dim], dim_map[in_dim] = item, out_dim
@@ -198,28 +210,7 @@ def reshape(ctx: PropagateContext) -> Layout:
     layout, lost = reshape_layout(ctx.layout(ctx.node.args[0]), ctx.shape())
     for block in lost:
         ctx.freeze(block, "reshape mixes channels with another tracked axis")
-    computed = _computed_size_dims(ctx, len(layout.shape))
-    for block in layout.blocks:
-        sized = [d for d in block.dims if layout.shape[d] > 1]
-        if len(sized) > 1 and computed & set(sized):
-            # The fold is pruned along its longest dim (see passes/propagate._normalized). A literal size
-            # there is rewritten, but a size computed from x.size() beside it is not: they clash.
-            primary = max(sized, key=lambda d: (layout.shape[d], block.dims.index(d)))
-            if primary not in computed:
-                ctx.freeze(block, "reshape folds channels by a literal and a computed size")
     return layout
-
-
-def _computed_size_dims(ctx: PropagateContext, rank: int) -> set[int]:
-    """Output dims of a view/reshape whose size argument is computed at run time."""
-    if getattr(ctx.node.target, "__name__", ctx.node.target) not in ("view", "reshape"):
-        return set()
-    sizes = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
-    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
-        sizes = sizes[0]
-    if len(sizes) == 1 and isinstance(sizes[0], fx.Node):  # x.view(y.shape): all computed
-        return set(range(rank))
-    return {d for d, size in enumerate(sizes) if isinstance(size, fx.Node)}
 
 
 def shape_rewrite(first_size_arg: int) -> Any:
@@ -232,8 +223,13 @@ def shape_rewrite(first_size_arg: int) -> Any:
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
             key = "shape" if "shape" in ctx.node.kwargs else "size"
             sizes, packed = list(ctx.node.kwargs[key]), True
-        new = [ctx.new_size(ctx.node, d) if isinstance(s, int) and s >= 0 and ctx.kept(ctx.node, d) is not None
-               else s for d, s in enumerate(sizes)]
+        # A size computed at run time from channel counts (C // heads, C read from another tensor,
+        # which the plan may prune otherwise) is fixed by the plan: a tracked dim takes its kept count.
+        tracked = len(sizes) == len(ctx.shape()) and isinstance(ctx.layouts.get(ctx.node), Layout)
+        new = [ctx.new_size(ctx.node, d) if tracked and ctx.layouts[ctx.node].block_at(d) is not None and (
+            (isinstance(s, fx.Node) and from_channel_counts(ctx, s))
+            or (isinstance(s, int) and s >= 0 and ctx.kept(ctx.node, d) is not None))
+            else s for d, s in enumerate(sizes)]
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
             return ctx.node.target, tuple(args), {**ctx.node.kwargs, key: tuple(new)}
         rest = [tuple(new)] if packed else new
