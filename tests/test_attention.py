@@ -254,3 +254,59 @@ def test_a_size_read_from_channel_counts_is_rewritten() -> None:
     result = fxprune.compile(model, {"conv_a": 0.5, "conv_b": 0.25}, example_inputs=(x,), exact=True)
     assert fxprune.verify(model, result, (x,)) <= TOLERANCE
     assert result.module.conv_a.out_channels == 4 and result.module.conv_b.out_channels == 6
+
+
+@pytest.mark.parametrize("name", ["packed_sdpa", "indexed_per_head_bias", "einsum"])
+def test_attention_prunes_exactly_through_torch_export(name: str) -> None:
+    model = _model(name)
+    result = _compile(model, "heads", capture="export")
+    assert result.capture.front_end == "export"
+    assert fxprune.verify(model, result, _inputs()) <= TOLERANCE
+    assert _query_rows(result) == HEAD_DIM * HEADS // 2
+
+
+@torch.fx.wrap
+def _windowed_attention(x: Tensor, qkv_weight: Tensor, proj_weight: Tensor, heads: int) -> Tensor:
+    """A wrapped function, as torchvision wraps ``shifted_window_attention``: one opaque call to fx."""
+    batch, tokens, channels = x.shape
+    qkv = F.linear(x, qkv_weight).reshape(batch, tokens, 3, heads, channels // heads).permute(2, 0, 3, 1, 4)
+    out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+    return F.linear(out.transpose(1, 2).reshape(batch, tokens, channels), proj_weight)
+
+
+class WrappedAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.proj = nn.Linear(DIM, 3 * DIM, bias=False), nn.Linear(DIM, DIM, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return _windowed_attention(x, self.qkv.weight, self.proj.weight, HEADS)
+
+
+def test_auto_capture_goes_through_wrapped_functions_with_torch_export() -> None:
+    torch.manual_seed(0)
+    model = TransformerBlock(WrappedAttention()).eval()
+    result = _compile(model, "heads")
+    assert result.capture.front_end == "export"
+    assert any("_windowed_attention" in line for line in result.capture.left)
+    assert fxprune.verify(model, result, _inputs()) <= TOLERANCE
+    assert _query_rows(result) == HEAD_DIM * HEADS // 2
+    traced = _compile(model, "heads", capture="fx")  # symbolic tracing keeps the call whole: frozen
+    assert any("no rule for _windowed_attention" in (g.reason or "") for g in traced.groups)
+
+
+class ShiftedWindowMask(nn.Module):
+    """Swin's attention mask is built with ``x.new_zeros``: x's channels are not read."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        mask = x.new_zeros((x.shape[1], x.shape[1]))
+        return x + mask.sum()
+
+
+def test_new_zeros_reads_no_channels() -> None:
+    torch.manual_seed(0)
+    model = TransformerBlock(ShiftedWindowMask()).eval()
+    for capture in ("fx", "export"):
+        result = _compile(model, "heads", capture=capture)
+        assert result.module.stem.out_features == DIM // 2, capture
+        assert fxprune.verify(model, result, _inputs()) <= TOLERANCE

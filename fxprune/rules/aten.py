@@ -278,3 +278,6 @@ def _index(bound: dict[str, Any], node: fx.Node) -> Call:
 
 
 register_aten(aten.index.Tensor, spelling=Spelling(adapt=_index))
+for _name in ("new_zeros", "new_ones", "new_empty"):
+    _same(_name, getattr(aten, _name).default, args=("self", "size"))
+_same("new_full", aten.new_full.default, args=("self", "size", "fill_value"))
