@@ -41,7 +41,8 @@ def _torchvision(name: str, *shape: int) -> Callable[[], tuple[nn.Module, tuple]
     def build() -> tuple[nn.Module, tuple]:
         import torchvision
 
-        return getattr(torchvision.models, name)(weights=None), (torch.randn(1, *shape),)
+        builder = getattr(torchvision.models, name, None) or getattr(torchvision.models.video, name)
+        return builder(weights=None), (torch.randn(1, *shape),)
 
     return build
 

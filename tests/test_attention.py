@@ -76,6 +76,21 @@ class EinsumAttention(nn.Module):
         return self.proj(out.reshape(batch, tokens, DIM))
 
 
+class CosineAttention(nn.Module):
+    """Swin V2: queries and keys normalised per head (F.normalize over the head width), a per-head logit scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv, self.proj = nn.Linear(DIM, 3 * DIM), nn.Linear(DIM, DIM)
+        self.logit_scale = nn.Parameter(torch.rand(HEADS, 1, 1) + 0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, tokens, channels = x.shape
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1) * self.logit_scale.exp()
+        return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(batch, tokens, channels))
+
+
 class MaskedAttention(nn.Module):
     """sdpa with an additive per-head bias (H, N, N) as its mask, on separate q, k, v."""
 
@@ -127,6 +142,7 @@ CASES: dict[str, Callable[[], nn.Module]] = {
     "packed_sdpa": lambda: PackedAttention(fused=True),
     "indexed_per_head_bias": IndexedAttention,
     "einsum": EinsumAttention,
+    "cosine_per_head_scale": CosineAttention,
     "sdpa_mask": MaskedAttention,
     "mha_packed": lambda: ModuleAttention(),
     "mha_unpacked_kdim": lambda: ModuleAttention(kdim=16),
@@ -159,8 +175,12 @@ def _query_rows(result: fxprune.CompileResult) -> int:
     raise AssertionError("no query projection")
 
 
-@pytest.mark.parametrize("mode", ["heads", "head_dim"])
-@pytest.mark.parametrize("name", sorted(CASES))
+# Per-head norms change when head widths go: see test_cosine_attention_keeps_head_widths_in_exact_mode.
+PRUNED = [(name, mode) for name in sorted(CASES) for mode in ("heads", "head_dim")
+          if (name, mode) != ("cosine_per_head_scale", "head_dim")]
+
+
+@pytest.mark.parametrize(("name", "mode"), PRUNED)
 def test_attention_prunes_exactly(name: str, mode: str) -> None:
     model = _model(name)
     inputs = _inputs()
@@ -176,7 +196,14 @@ def test_attention_prunes_exactly(name: str, mode: str) -> None:
         assert rows % HEADS == 0  # the same widths in every head
 
 
-@pytest.mark.parametrize("name", ["packed_matmul", "packed_sdpa", "einsum"])
+def test_cosine_attention_keeps_head_widths_in_exact_mode() -> None:
+    model = _model("cosine_per_head_scale")
+    result = _compile(model, "head_dim")
+    assert any("norm over channels" in (g.reason or "") for g in result.groups)
+    assert fxprune.verify(model, result, _inputs()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", ["packed_matmul", "packed_sdpa", "einsum", "cosine_per_head_scale"])
 def test_heads_mode_keeps_half_the_heads(name: str) -> None:
     result = _compile(_model(name), "heads")
     assert _query_rows(result) == HEAD_DIM * HEADS // 2

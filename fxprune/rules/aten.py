@@ -281,3 +281,7 @@ register_aten(aten.index.Tensor, spelling=Spelling(adapt=_index))
 for _name in ("new_zeros", "new_ones", "new_empty"):
     _same(_name, getattr(aten, _name).default, args=("self", "size"))
 _same("new_full", aten.new_full.default, args=("self", "size", "fill_value"))
+_same("zero_", aten.zero_.default)
+register_aten(aten.linalg_vector_norm.default, spelling=Spelling(torch.linalg.vector_norm,
+                                                                 ("self", "ord", "dim", "keepdim")))
+_same(torch.norm, aten.norm.ScalarOpt_dim)
