@@ -30,6 +30,7 @@ from .passes.plan import Plan, keep_mask
 from .passes.rewrite import check_shapes, rewrite
 from .passes.shapes import propagate_shapes
 from .passes.summary import summarize
+from .rules.context import ATTENTION_MODES
 
 __all__ = ["Analysis", "CompileResult", "LatencyOutcome", "analyze", "apply_plan", "apply_with_retry", "search_budget"]
 
@@ -126,7 +127,7 @@ class CompileResult:
 
 def analyze(model: nn.Module, example_inputs: Any, *, exact: bool = False, leaf_modules: Iterable[type | str] = (),
             concrete_args: dict[str, Any] | None = None, capture: str = "auto",
-            check_capture: bool = True) -> Analysis:
+            check_capture: bool = True, attention: str = "heads") -> Analysis:
     """Capture ``model`` (:func:`fxprune.capture`), propagate shapes on fake tensors and find its channel groups.
 
     Example:
@@ -135,10 +136,13 @@ def analyze(model: nn.Module, example_inputs: Any, *, exact: bool = False, leaf_
     """
     if not isinstance(exact, bool):  # exact="no" would silently mean True
         raise InputError(f"exact must be True or False, got {exact!r}")
+    if attention not in ATTENTION_MODES:
+        raise InputError(f"attention must be one of {', '.join(map(repr, ATTENTION_MODES))} (prune whole heads, "
+                         f"or the same widths in every head), got {attention!r}")
     inputs = normalize_inputs(example_inputs)
     captured = capture_model(model, inputs, front_end=capture, check=check_capture, leaf_modules=leaf_modules,
                         concrete_args=concrete_args)
-    return Analysis(model, captured.module, find_groups(captured.module, exact), inputs,
+    return Analysis(model, captured.module, find_groups(captured.module, exact, attention), inputs,
                     Figures(count_params(model), captured.macs), captured)
 
 

@@ -339,3 +339,27 @@ EXAMPLES[aten.glu.default] = Example((T((2, 4, 5, 6)), -1))
 from torchvision.ops.stochastic_depth import stochastic_depth  # noqa: E402  (registered once imported)
 
 EXAMPLES[stochastic_depth] = Example((X, 0.2, "row", False))
+
+# Contractions and attention: the free rows of the first operand stay tracked.
+_A, _B = T((2, 4, 5)), T((2, 5, 3))
+_each([torch.matmul, operator.matmul, torch.bmm, Method("matmul"), Method("bmm"), Method("__matmul__"),
+       aten.matmul.default, aten.bmm.default], Example((_A, _B)))
+EXAMPLES[torch.einsum] = Example(("bij,bjk->bik", _A, _B))
+EXAMPLES[aten.einsum.default] = Example(("bij,bjk->bik", [_A, _B]))
+_QKV = T((2, 2, 4, 8))  # batch, heads, tokens, head width
+_each([F.scaled_dot_product_attention, aten.scaled_dot_product_attention.default], Example((_QKV, _QKV, _QKV)))
+EXAMPLES[nn.MultiheadAttention] = Example((T((2, 3, 4)),) * 3,
+                                          module=lambda: nn.MultiheadAttention(4, 2, batch_first=True))
+EXAMPLES[aten.index.Tensor] = Example((T((6, 4)), [T((3,), torch.int64)]))  # a per-head table gathered by rows
+# Norms over the spatial dims and creation from a tensor: the channels pass, or are not read.
+EXAMPLES[F.normalize] = Example((X,), {"dim": -1})
+_each([torch.norm, Method("norm")], Example((X,), {"dim": -1, "keepdim": True}))
+EXAMPLES[torch.linalg.vector_norm] = Example((X,), {"dim": -1, "keepdim": True})
+EXAMPLES[aten.linalg_vector_norm.default] = Example((X, 2, [-1], True))
+EXAMPLES[aten.norm.ScalarOpt_dim] = Example((X, 2, [-1], True))
+_each([Method(m) for m in ("new_zeros", "new_ones", "new_empty")], Example((X, (2, 3)), tracks=False))
+EXAMPLES[Method("new_full")] = Example((X, (2, 3), 1.0), tracks=False)
+EXAMPLES[Method("new_tensor")] = Example((X, [1.0, 2.0]), tracks=False)
+_each([aten.new_zeros.default, aten.new_ones.default, aten.new_empty.default], Example((X, [2, 3]), tracks=False))
+EXAMPLES[aten.new_full.default] = Example((X, [2, 3], 1.0), tracks=False)
+EXAMPLES[aten.zero_.default] = Example((X,))

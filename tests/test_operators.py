@@ -340,7 +340,8 @@ def test_compile_in_train_mode_leaves_running_stats_untouched() -> None:
 
 
 class _ViewSizedByAnotherTensor(nn.Module):
-    """b is reshaped with sizes read at run time from a: fine unpruned, wrong once a and b differ."""
+    """b is reshaped with a size computed at run time from a's batch and channels: fine unpruned, wrong once
+    a and b differ (a size read from channel counts alone is rewritten, see test_attention.py)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -350,7 +351,7 @@ class _ViewSizedByAnotherTensor(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = self.conv_a(x), self.conv_b(x)
         n, c, h, w = a.shape
-        b = b.flatten(2).reshape(n, c, h, w)
+        b = b.flatten(2).reshape(n * c, h, w)  # unbatched for head_b: the example has one sample
         return self.head_a(a), self.head_b(b)
 
 

@@ -44,7 +44,7 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             global_ranking: bool = False, max_ratio: float = 0.9, target_macs: float | None = None,
             target_params: float | None = None, leaf_modules: Iterable[type | str] = (),
             concrete_args: dict[str, Any] | None = None, capture: str = "auto",
-            check_capture: bool = True, submodules: bool | Sequence[str] = False,
+            check_capture: bool = True, attention: str = "heads", submodules: bool | Sequence[str] = False,
             target_latency_ms: float | None = None, target_latency: float | None = None,
             latency: LatencySettings | LatencyBackend | None = None) -> CompileResult | SubmoduleResult:
     """Prune ``model`` structurally and return a new, smaller module. ``model`` is not modified.
@@ -68,6 +68,8 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
             the summary says which front end ran and why the other was left.
         check_capture: compare the captured graph's outputs with the model's on the example
             inputs (one eager run of each) and fall back to the other front end on a mismatch.
+        attention: ``"heads"`` prunes whole attention heads; ``"head_dim"`` the same widths in
+            every head (query/key widths keep the original softmax scale). Both keep exact mode exact.
         submodules: for a model neither front end captures whole (a detector's NMS). ``True``:
             when the whole model does not capture, prune its largest submodules that do, each on
             the inputs it receives in one eager run, with its boundary channels kept, spliced
@@ -97,8 +99,8 @@ def compile(model: nn.Module, ratios: Ratios | Plan | None = 0.5, *, example_inp
         "exact": exact, "ignore": ignore, "round_to": round_to, "importance": importance,
         "global_ranking": global_ranking, "max_ratio": max_ratio, "target_macs": target_macs,
         "target_params": target_params, "leaf_modules": leaf_modules, "capture": capture,
-        "check_capture": check_capture, "target_latency_ms": target_latency_ms, "target_latency": target_latency,
-        "latency": latency}
+        "check_capture": check_capture, "attention": attention, "target_latency_ms": target_latency_ms,
+        "target_latency": target_latency, "latency": latency}
     if submodules is False:
         return _compile_whole(model, ratios, example_inputs, concrete_args=concrete_args, **options)
     started, names = time.perf_counter(), _submodule_names(submodules)
@@ -116,12 +118,12 @@ def _compile_whole(model: nn.Module, ratios: Ratios | Plan | None, example_input
                    ignore: Iterable[str], round_to: int | None, importance: str | Importance, global_ranking: bool,
                    max_ratio: float, target_macs: float | None, target_params: float | None,
                    leaf_modules: Iterable[type | str], concrete_args: dict[str, Any] | None, capture: str,
-                   check_capture: bool, target_latency_ms: float | None, target_latency: float | None,
-                   latency: LatencySettings | LatencyBackend | None) -> CompileResult:
+                   check_capture: bool, attention: str, target_latency_ms: float | None,
+                   target_latency: float | None, latency: LatencySettings | LatencyBackend | None) -> CompileResult:
     """``compile`` of one captured model: analyze, score, plan (or search a budget), apply with retry."""
     start = time.perf_counter()
     analysis = analyze(model, example_inputs, exact=exact, leaf_modules=leaf_modules, concrete_args=concrete_args,
-                       capture=capture, check_capture=check_capture)
+                       capture=capture, check_capture=check_capture, attention=attention)
     if isinstance(ratios, Plan):
         return apply_plan(analysis, ratios, started=start)
     scores = score_groups(analysis.groups, analysis.traced, importance)

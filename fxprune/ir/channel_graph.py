@@ -67,6 +67,12 @@ class ChannelRecord:
     params: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
     producers: set[int] = field(default_factory=set)
     readers: set[int] = field(default_factory=set)
+    #: Ids of multi-dim blocks that must stay rectangular: pruned along one axis only
+    #: (``resolve_folds`` chooses it once every rule has run), with where the fold is.
+    folds: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    #: Ids summed over by a contraction between activations (a query/key width): no
+    #: weight reads them, so the oracle silences them at their producers.
+    contracted: list[np.ndarray] = field(default_factory=list)
     size: int = 0
     # First id of every space, in a buffer grown by doubling: spaces_of searches it once per
     # call, and converting a list there made discovery quadratic in the number of layers.
@@ -126,10 +132,56 @@ class ChannelRecord:
         if ids.size:
             self.freezes.append(Freeze(ids, reason, exact_only))
 
+    def fold(self, ids: np.ndarray, where: str) -> None:
+        """Require the multi-dim block ``ids`` (``[size of each dim] + [K]``) to stay rectangular."""
+        self.folds.append((ids, where))
+
+    def contract(self, ids: np.ndarray) -> None:
+        """Record ids that a contraction of two activations sums over."""
+        ids = np.asarray(ids).reshape(-1)
+        ids = ids[ids != OPAQUE]
+        if ids.size:
+            self.contracted.append(ids)
+
+    def resolve_folds(self) -> None:
+        """Tie every fold along all its axes but one, so that what is kept is a rectangle.
+
+        The axis left free is the one along which the fold's ids are most distinct once the
+        rules' unions are applied: a rule that already tied a fold (a contraction keeping
+        whole heads) decides it; an untouched fold is pruned along its longest axis.
+        """
+        if not self.folds:
+            return
+        lefts = np.concatenate([a for a, _ in self.unions]) if self.unions else np.zeros(0, dtype=np.int64)
+        rights = np.concatenate([b for _, b in self.unions]) if self.unions else np.zeros(0, dtype=np.int64)
+        roots = connected_components(self.size, lefts, rights)
+        seen: set[tuple[bytes, tuple[int, ...]]] = set()
+        for ids, where in self.folds:
+            key = (ids.tobytes(), ids.shape)
+            if key in seen:
+                continue
+            seen.add(key)
+            primary = _free_axis(np.where(ids >= 0, roots[np.maximum(ids, 0)], OPAQUE))
+            axes = ids.ndim - 1
+            anchor = ids[tuple(slice(None) if a == primary else slice(0, 1) for a in range(axes))]
+            self.unify(np.broadcast_to(anchor, ids.shape), ids, f"rectangular channel fold at {where}")
+
     def space_index(self) -> np.ndarray:
         """For every id, the index of the space it was allocated in."""
         sizes = np.array([s.size for s in self.spaces], dtype=np.int64)
         return np.repeat(np.arange(len(self.spaces), dtype=np.int64), sizes)
+
+
+def _free_axis(roots: np.ndarray) -> int:
+    """The axis of a fold whose line through the origin holds the most distinct channels
+    (then the longest, then the last)."""
+    axes = roots.ndim - 1
+
+    def distinct(axis: int) -> int:
+        line = roots[tuple(slice(None) if a == axis else 0 for a in range(axes))]
+        return int(np.unique(line.reshape(line.shape[0], -1), axis=0).shape[0])
+
+    return max(range(axes), key=lambda a: (distinct(a), roots.shape[a], a))
 
 
 def connected_components(size: int, left: np.ndarray, right: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ model computes on the example inputs, and propagates shapes on it.
 from __future__ import annotations
 
 import time
+import types
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -18,12 +19,13 @@ from torch import fx, nn
 from torch.utils._pytree import tree_flatten
 
 from ..errors import InputError, TraceError
+from ..rules import lookup, register_optional_rules
 from .capture_export import eval_mode, export_graph, first_line, fresh_inputs
 from .capture_fx import check_arguments, normalize_inputs, trace
 from .compare import value_difference
 from .shapes import propagate_shapes
 
-__all__ = ["Capture", "FRONT_ENDS", "capture", "normalize_inputs", "output_mismatch", "trace"]
+__all__ = ["Capture", "FRONT_ENDS", "capture", "normalize_inputs", "output_mismatch", "trace", "wrapped_calls"]
 
 FRONT_ENDS = ("auto", "fx", "export")
 
@@ -88,6 +90,7 @@ def capture(model: nn.Module, example_inputs: Any, *, front_end: str = "auto", c
     check_seconds = time.perf_counter() - started if check else None
     left: list[str] = []
     shape_error: InputError | None = None
+    fallback: Capture | None = None
     for name in ("fx", "export") if front_end == "auto" else (front_end,):
         try:
             if name == "fx":
@@ -111,7 +114,14 @@ def capture(model: nn.Module, example_inputs: Any, *, front_end: str = "auto", c
             shape_error = shape_error or error
             left.append(f"{name}: shapes do not propagate: {_first_line(error)}")
             continue
+        opaque = wrapped_calls(module) if name == "fx" and front_end == "auto" else []
+        if opaque:  # torch.export sees the ATen ops inside them; symbolic tracing stays the fallback
+            fallback = Capture(module, name, tuple(left), dynamic, note, check_seconds, macs)
+            left.append(f"fx: keeps {', '.join(opaque[:3])} whole (wrapped functions without a rule)")
+            continue
         return Capture(module, name, tuple(left), dynamic, note, check_seconds, macs)
+    if fallback is not None:
+        return replace(fallback, left=tuple(left))
     if shape_error is not None and expected is None:
         raise shape_error  # unchecked inputs that no front end's graph accepts: most likely the inputs
     raise TraceError(f"cannot capture {type(model).__name__}:\n  " + "\n  ".join(left) + "\n" + _WAYS_OUT)
@@ -122,6 +132,24 @@ _WAYS_OUT = ("Ways out: make the forward's Python control flow depend on shapes 
              "outputs cannot be captured); register a module as a leaf (leaf_modules=[...]) or pass "
              "concrete_args for symbolic tracing; or prune the submodules that capture on their own "
              "(compile(..., submodules=True), CLI --submodules).")
+
+
+def wrapped_calls(module: fx.GraphModule) -> list[str]:
+    """Names of the Python functions a traced graph calls whole (``torch.fx.wrap``) that have no rule.
+
+    Symbolic tracing records such a function as one opaque call (torchvision's
+    ``shifted_window_attention``), which freezes every channel it touches; torch.export
+    runs it and records the ATen operators inside, which have rules.
+    """
+    register_optional_rules()
+    found = []
+    for node in module.graph.nodes:
+        if node.op != "call_function" or lookup(node) is not None:
+            continue
+        owner = getattr(node.target, "__module__", None) or ""
+        if isinstance(node.target, types.FunctionType) and owner.split(".")[0] not in ("torch", "operator", "math"):
+            found.append(getattr(node.target, "__name__", str(node.target)))
+    return list(dict.fromkeys(found))
 
 
 def _first_line(error: BaseException) -> str:

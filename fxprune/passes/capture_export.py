@@ -21,6 +21,7 @@ and rule serves both front ends unchanged:
 from __future__ import annotations
 
 import contextlib
+import inspect
 import operator
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -233,7 +234,8 @@ def _raisable(model: nn.Module, graph: fx.Graph) -> tuple[dict[fx.Node, tuple[st
     claimed: set[fx.Node] = set()
     for key, nodes in calls.items():  # dicts keep the stack order: outer calls first
         module = _submodule(model, paths[key])
-        if not paths[key] or module is None or module_rule(module) is None or claimed & set(nodes):
+        if not paths[key] or module is None or module_rule(module) is None or claimed & set(nodes) \
+                or _required_inputs(module) > 1:  # raised with one activation (MHA's query, key, value)
             continue
         path = first_names.get(id(module), paths[key])
         found = _whole_forward(nodes, path)
@@ -241,6 +243,16 @@ def _raisable(model: nn.Module, graph: fx.Graph) -> tuple[dict[fx.Node, tuple[st
             raised[found[0]] = (path, found[1])
             claimed.update(nodes)
     return raised, claimed - set(raised)
+
+
+def _required_inputs(module: nn.Module) -> int:
+    """How many arguments without a default the module's forward takes."""
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return 1
+    return sum(1 for p in parameters if p.default is inspect.Parameter.empty
+               and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
 def _whole_forward(nodes: list[fx.Node], path: str) -> tuple[fx.Node, fx.Node] | None:

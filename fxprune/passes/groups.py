@@ -117,19 +117,21 @@ class Groups:
         return "\n".join(lines)
 
 
-def find_groups(module: fx.GraphModule, exact: bool = False) -> Groups:
+def find_groups(module: fx.GraphModule, exact: bool = False, attention: str = "heads") -> Groups:
     """Discover the channel groups of a traced module whose shapes are propagated.
 
     Args:
         module: output of :func:`fxprune.trace`, after :func:`propagate_shapes`.
         exact: freeze groups whose removal changes kept values (norm statistics
             over channels, softmax or reductions over channels).
+        attention: ``"heads"`` (prune whole attention heads) or ``"head_dim"`` (the same
+            widths in every head); see :class:`fxprune.rules.context.PropagateContext`.
 
     Example:
         >>> groups = find_groups(gm)
         >>> print(groups.table())
     """
-    layouts, record = propagate_layouts(module, exact)
+    layouts, record = propagate_layouts(module, exact, attention)
     return _build_groups(layouts, record, exact)
 
 

@@ -2,8 +2,11 @@
 
 The reference is a copy of the original in which every channel-mixing consumer of
 a pruned channel (a conv's or linear's input slice; for a transposed conv its
-weight dim 0) has that slice zeroed. Removed channels then cannot reach any kept
-output, so ``pruned(x)`` must equal ``reference(x)`` up to float rounding.
+weight dim 0) has that slice zeroed. A removed channel that a contraction of two
+activations sums over (a query/key width of attention) has no such consumer: every
+parameter slice of it is zeroed instead, from the producing rows on, so that its
+products vanish. Removed channels then cannot reach any kept output, so
+``pruned(x)`` must equal ``reference(x)`` up to float rounding.
 """
 
 from __future__ import annotations
@@ -31,14 +34,28 @@ def masked_reference(model: nn.Module, groups: Groups, plan: Plan) -> nn.Module:
     keep = keep_mask(groups, plan)
     params = dict(reference.named_parameters(remove_duplicate=False))
     record = groups.record
+    silenced = _silenced(groups, keep)
     with torch.no_grad():
         for (tensor, axis), ids in record.params.items():
-            if tensor not in params or not (record.spaces_of(ids[:1]) & record.readers):
+            if tensor not in params:
                 continue
-            removed = np.flatnonzero(~keep[ids])
+            if record.spaces_of(ids[:1]) & record.readers:
+                removed = np.flatnonzero(~keep[ids])
+            else:
+                removed = np.flatnonzero(silenced[groups.roots[ids]])
             if removed.size:
                 params[tensor].index_fill_(axis, torch.as_tensor(removed, device=params[tensor].device), 0.0)
     return reference
+
+
+def _silenced(groups: Groups, keep: np.ndarray) -> np.ndarray:
+    """For every channel root: removed, and summed over by a contraction of activations."""
+    silenced = np.zeros(groups.record.size, dtype=bool)
+    for ids in groups.record.contracted:
+        silenced[groups.roots[ids]] = True
+    removed = np.zeros(groups.record.size, dtype=bool)
+    removed[groups.roots[~keep]] = True
+    return silenced & removed
 
 
 def max_difference(first: nn.Module, second: nn.Module, example_inputs: tuple[Any, ...]) -> float:

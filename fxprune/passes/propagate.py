@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from torch import fx
 from torch.utils._pytree import tree_flatten, tree_map
@@ -25,14 +24,15 @@ from ..rules.context import PropagateContext
 __all__ = ["propagate_layouts"]
 
 
-def propagate_layouts(module: fx.GraphModule, exact: bool) -> tuple[dict[fx.Node, Any], ChannelRecord]:
+def propagate_layouts(module: fx.GraphModule, exact: bool,
+                      attention: str = "heads") -> tuple[dict[fx.Node, Any], ChannelRecord]:
     register_optional_rules()
     record = ChannelRecord()
     layouts: dict[fx.Node, Any] = {}
     submodules = dict(module.named_modules())
     for node in module.graph.nodes:
         ctx = PropagateContext(node, record, layouts, exact, submodules.get(node.target)
-                               if node.op == "call_module" else None)
+                               if node.op == "call_module" else None, attention)
         if node.op == "placeholder":
             layouts[node] = ctx.opaque_output()
         elif node.op == "get_attr":
@@ -41,6 +41,7 @@ def propagate_layouts(module: fx.GraphModule, exact: bool) -> tuple[dict[fx.Node
             ctx.freeze_inputs("model output")
         else:
             layouts[node] = _checked(ctx, _run_rule(ctx))
+    record.resolve_folds()
     return layouts, record
 
 
@@ -104,8 +105,6 @@ def _normalized(ctx: PropagateContext, layout: Layout) -> Layout:
         ids = block.ids[tuple(slice(None) if a in axes else 0 for a in range(len(block.dims)))]
         block = Block(tuple(block.dims[a] for a in axes), ids)
         if len(axes) > 1:
-            primary = max(range(len(axes)), key=lambda a: (ids.shape[a], a))
-            anchor = ids[tuple(slice(None) if a == primary else slice(0, 1) for a in range(len(axes)))]
-            ctx.unify(np.broadcast_to(anchor, ids.shape), ids, "rectangular channel fold")
+            ctx.record.fold(ids, ctx.where)  # tied once every rule has run: record.resolve_folds
         blocks.append(block)
     return Layout(layout.shape, tuple(blocks))

@@ -50,7 +50,7 @@ def rewrite(module: fx.GraphModule, groups: Groups, plan: Plan) -> fx.GraphModul
             attributes[node.target] = _attribute_for(module, node.target, ctx, memo)
         elif node.op in ("call_function", "call_method"):
             rule = lookup(node)
-            if rule is not None and rule.rewrite_args is not None and _resized(node, ctx):
+            if rule is not None and rule.rewrite_args is not None and (_resized(node, ctx) or _sized_at_run_time(node)):
                 target, args, kwargs = _guarded(rule.rewrite_args, node, ctx)
                 new_node.target = target
                 new_node.args = fx.map_arg(args, lambda n: env[n])
@@ -70,6 +70,12 @@ def _resized(node: fx.Node, ctx: RewriteContext) -> bool:
                for layout in layouts):
             return True
     return False
+
+
+def _sized_at_run_time(node: fx.Node) -> bool:
+    """Whether a call takes an int computed in the graph (``x.view(b, c // h, h)``): it may be
+    read from a tensor that the plan resizes although this node's tensors keep their shapes."""
+    return any(isinstance(n.meta.get("val"), (int, torch.SymInt)) for n in node.all_input_nodes)
 
 
 def _guarded(function: Any, node: fx.Node, *args: Any) -> Any:

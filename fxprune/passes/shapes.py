@@ -24,12 +24,12 @@ from torch._subclasses.fake_tensor import (
 )
 from torch.fx.passes.fake_tensor_prop import FakeTensorProp
 from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from ..errors import InputError
 from ..rules import lookup
 
-__all__ = ["propagate_shapes"]
+__all__ = ["propagate_shapes", "flop_counter"]
 
 class _ShapeProp(FakeTensorProp):
     """Fake propagation that also records each node's FLOPs in ``meta['flops']``."""
@@ -93,6 +93,26 @@ class _ShapeProp(FakeTensorProp):
         return tree_map(lambda v: self._mode.from_tensor(v) if isinstance(v, torch.Tensor) else v, out)
 
 
+def _cpu_attention_flops(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query, key, value)
+
+
+# Attention kernels the FLOP counter has no formula for (it counts the CUDA ones): on CPU,
+# scaled_dot_product_attention (and nn.MultiheadAttention through it) would count 0.
+_MISSING_FORMULAS = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+
+
+def flop_counter() -> FlopCounterMode:
+    """``torch.utils.flop_counter.FlopCounterMode`` that also counts CPU attention kernels.
+
+    Example:
+        >>> with flop_counter() as counter:
+        ...     model(x)
+        >>> macs = counter.get_total_flops() // 2
+    """
+    return FlopCounterMode(display=False, custom_mapping=_MISSING_FORMULAS)
+
+
 def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...], *, rule_shapes: bool = True) -> int:
     """Store a fake ``meta['val']`` (and ``meta['flops']``) on every node of ``module``; return its MACs.
 
@@ -121,7 +141,7 @@ def propagate_shapes(module: fx.GraphModule, example_inputs: tuple[Any, ...], *,
     try:
         for m in training:
             m.training = False
-        with FlopCounterMode(display=False) as counter:
+        with flop_counter() as counter:
             prop.counter = counter
             prop.propagate_dont_convert_inputs(*fake)
     except Exception as error:

@@ -2,6 +2,9 @@
 
 from . import (  # noqa: F401  (registration side effects)
     aten,
+    attention,
+    contraction,
+    creation,
     elementwise,
     functional,
     indexing,
@@ -10,6 +13,7 @@ from . import (  # noqa: F401  (registration side effects)
     reshape,
     size_query,
     structural,
+    vector_norm,
 )
 from .optional import register_optional_rules
 from .registry import (

@@ -280,3 +280,27 @@ _same(torch.pixel_unshuffle, aten.pixel_unshuffle.default)
 _same(torch.flip, aten.flip.default)
 _same(torch.roll, aten.roll.default)
 _same(F.glu, aten.glu.default)
+
+# ---- contractions and attention ---------------------------------------------------------------
+_same(torch.matmul, aten.matmul.default)
+_same(torch.bmm, aten.bmm.default)
+register_aten(aten.einsum.default, spelling=Spelling(torch.einsum, ("equation", "tensors")))
+register_aten(aten.scaled_dot_product_attention.default, spelling=Spelling(
+    F.scaled_dot_product_attention, ("query", "key", "value", "attn_mask", "dropout_p", "is_causal"),
+    {"scale": "scale"}, only_if={"enable_gqa": False}))
+
+
+def _index(bound: dict[str, Any], node: fx.Node) -> Call:
+    """``x[index]`` with tensor indices: None in the list leaves a dim whole."""
+    items = tuple(slice(None) if item is None else item for item in bound["indices"])
+    return "call_function", operator.getitem, (bound["self"], items), {}
+
+
+register_aten(aten.index.Tensor, spelling=Spelling(adapt=_index))
+for _name in ("new_zeros", "new_ones", "new_empty"):
+    _same(_name, getattr(aten, _name).default, args=("self", "size"))
+_same("new_full", aten.new_full.default, args=("self", "size", "fill_value"))
+_same("zero_", aten.zero_.default)
+register_aten(aten.linalg_vector_norm.default, spelling=Spelling(torch.linalg.vector_norm,
+                                                                 ("self", "ord", "dim", "keepdim")))
+_same(torch.norm, aten.norm.ScalarOpt_dim)

@@ -13,7 +13,10 @@ from ..ir.channel_graph import ChannelRecord
 from ..ir.layout import Block, Layout
 from ..ir.parametrized import find_tensor
 
-__all__ = ["PropagateContext", "RewriteContext", "describe", "kept_along"]
+__all__ = ["ATTENTION_MODES", "PropagateContext", "RewriteContext", "describe", "kept_along"]
+
+#: What attention plans choose: whole heads, or the same widths in every head.
+ATTENTION_MODES = ("heads", "head_dim")
 
 
 def describe(node: fx.Node) -> str:
@@ -48,11 +51,18 @@ class _NodeView:
 
 
 class PropagateContext(_NodeView):
-    """Analysis-time view of one node."""
+    """Analysis-time view of one node.
+
+    ``attention`` (one of :data:`ATTENTION_MODES`) says how a contraction treats a block
+    spanning its batch axes and its other axes (a head split of a width): ``"heads"`` keeps
+    the batch axes (whole heads are pruned), ``"head_dim"`` the others (the same positions
+    in every head).
+    """
 
     def __init__(self, node: fx.Node, record: ChannelRecord, layouts: dict[fx.Node, Any],
-                 exact: bool, module: nn.Module | None = None) -> None:
+                 exact: bool, module: nn.Module | None = None, attention: str = "heads") -> None:
         self.node, self.record, self.layouts, self.exact, self.module = node, record, layouts, exact, module
+        self.attention = attention
 
     @property
     def where(self) -> str:

@@ -6,6 +6,7 @@ import operator
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
@@ -47,6 +48,8 @@ def unify_layouts(ctx: PropagateContext, operands: list[Layout], out_shape: tupl
     for _, blocks in placed:
         for block in blocks:
             clash = [dims for dims in chosen if set(dims) & set(block.dims) and dims != block.dims]
+            if len(clash) == 1 and _nested(ctx, chosen, clash[0], block):
+                continue
             if clash:
                 ctx.freeze(block, "operands track different dims")
                 for dims in clash:
@@ -65,9 +68,29 @@ def unify_layouts(ctx: PropagateContext, operands: list[Layout], out_shape: tupl
         mine = {b.dims for b in blocks}
         for dims, block in chosen.items():
             sizes = [layout.shape[d - offset] for d in dims if d - offset >= 0]
-            if dims not in mine and any(s > 1 for s in sizes):
+            # a block over some of these dims, of size 1 on the others, was broadcast (see _nested)
+            nested = any(set(m) < set(dims) and all(d - offset < 0 or layout.shape[d - offset] == 1
+                                                     for d in set(dims) - set(m)) for m in mine)
+            if dims not in mine and not nested and any(s > 1 for s in sizes):
                 ctx.freeze(block, "combined with an untracked tensor")
     return Layout(out_shape, tuple(chosen.values()))
+
+
+def _nested(ctx: PropagateContext, chosen: dict[tuple[int, ...], Block], dims: tuple[int, ...],
+            block: Block) -> bool:
+    """A block over some dims of another (a per-head norm beside the head split it normalises) is
+    broadcast along the rest and unified with it position by position; the larger block is kept."""
+    other = chosen[dims]
+    small, big = (block, other) if set(block.dims) < set(dims) else (other, block)
+    if not set(small.dims) < set(big.dims) or small.width != big.width:
+        return False
+    order = sorted(range(len(small.dims)), key=lambda a: big.dims.index(small.dims[a]))
+    ids = np.transpose(small.ids, [*order, len(order)])
+    shape = [big.ids.shape[a] if d in small.dims else 1 for a, d in enumerate(big.dims)] + [small.width]
+    ctx.unify(np.broadcast_to(ids.reshape(shape), big.ids.shape), big.ids, "elementwise")
+    del chosen[dims]
+    chosen[big.dims] = big
+    return True
 
 
 def _tensor_operands(ctx: PropagateContext) -> list[Layout]:

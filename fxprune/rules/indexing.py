@@ -10,6 +10,7 @@ from torch import fx
 
 from ..ir.layout import Block, Layout
 from .context import PropagateContext, RewriteContext
+from .folds import gather, index_fold
 from .registry import Rule, register_function
 
 __all__ = ["getitem", "getitem_rewrite", "slice_layout"]
@@ -41,25 +42,30 @@ def getitem(ctx: PropagateContext) -> Any:
         return None
     plan = _index_plan(index, len(container.shape))
     if plan is None:
-        ctx.freeze(container, "advanced indexing")
-        return ctx.opaque_output()
+        gathered = gather(ctx, container, index)
+        if gathered is None:
+            ctx.freeze(container, "advanced indexing")
+            return ctx.opaque_output()
+        return gathered
     cuts, dim_map, dropped = plan
+    kept = []
     for block in container.blocks:
-        if set(block.dims) & dropped:
-            ctx.freeze(block, "integer index into channels")
         for d in block.dims:
             cut = cuts.get(d)
             if cut is not None and (cut.step not in (None, 1) or not _literal(cut)):
                 ctx.freeze(block, "strided or dynamic slice of channels")
-    kept = Layout(container.shape, tuple(b for b in container.blocks if not set(b.dims) & dropped))
-    return slice_layout(ctx, kept, cuts, ctx.shape(), dim_map)
+        picked = {d: i for d, i in dropped.items() if d in block.dims}
+        folded = index_fold(ctx, block, picked) if picked else block
+        if folded is not None:
+            kept.append(folded)
+    return slice_layout(ctx, Layout(container.shape, tuple(kept)), cuts, ctx.shape(), dim_map)
 
 
 def _literal(cut: slice) -> bool:
     return all(v is None or isinstance(v, int) for v in (cut.start, cut.stop, cut.step))
 
 
-def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int], set[int]] | None:
+def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int], dict[int, int]] | None:
     items = list(index) if isinstance(index, tuple) else [index]
     if any(not (i is None or i is Ellipsis or isinstance(i, (int, slice))) for i in items):
         return None
@@ -68,12 +74,15 @@ def _index_plan(index: Any, rank: int) -> tuple[dict[int, slice], dict[int, int]
     for item in items:
         expanded.extend([slice(None)] * (rank - explicit) if item is Ellipsis else [item])
     expanded.extend([slice(None)] * (rank - sum(1 for i in expanded if i is not None)))
-    cuts, dim_map, dropped, in_dim, out_dim = {}, {}, set(), 0, 0
+    cuts: dict[int, slice] = {}
+    dim_map: dict[int, int] = {}
+    dropped: dict[int, int] = {}
+    in_dim, out_dim = 0, 0
     for item in expanded:
         if item is None:
             out_dim += 1
         elif isinstance(item, int):
-            dropped.add(in_dim)
+            dropped[in_dim] = item
             in_dim += 1
         else:
             cuts[in_dim], dim_map[in_dim] = item, out_dim

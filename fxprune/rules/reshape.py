@@ -16,6 +16,7 @@ from ..ir.layout import Layout, reshape_layout
 from .context import PropagateContext, RewriteContext
 from .elementwise import broadcast
 from .registry import Rule, register_function, register_method, register_module
+from .run_time_sizes import from_channel_counts
 
 __all__ = ["reshape", "shape_rewrite", "unflatten_rewrite"]
 
@@ -25,28 +26,7 @@ def reshape(ctx: PropagateContext) -> Layout:
     layout, lost = reshape_layout(ctx.layout(ctx.node.args[0]), ctx.shape())
     for block in lost:
         ctx.freeze(block, "reshape mixes channels with another tracked axis")
-    computed = _computed_size_dims(ctx, len(layout.shape))
-    for block in layout.blocks:
-        sized = [d for d in block.dims if layout.shape[d] > 1]
-        if len(sized) > 1 and computed & set(sized):
-            # The fold is pruned along its longest dim (see passes/propagate._normalized). A literal size
-            # there is rewritten, but a size computed from x.size() beside it is not: they clash.
-            primary = max(sized, key=lambda d: (layout.shape[d], block.dims.index(d)))
-            if primary not in computed:
-                ctx.freeze(block, "reshape folds channels by a literal and a computed size")
     return layout
-
-
-def _computed_size_dims(ctx: PropagateContext, rank: int) -> set[int]:
-    """Output dims of a view/reshape whose size argument is computed at run time."""
-    if getattr(ctx.node.target, "__name__", ctx.node.target) not in ("view", "reshape"):
-        return set()
-    sizes: Any = ctx.node.kwargs.get("shape", ctx.node.kwargs.get("size", ctx.node.args[1:]))
-    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
-        sizes = sizes[0]
-    if len(sizes) == 1 and isinstance(sizes[0], fx.Node):  # x.view(y.shape): all computed
-        return set(range(rank))
-    return {d for d, size in enumerate(sizes) if isinstance(size, fx.Node)}
 
 
 def shape_rewrite(first_size_arg: int) -> Any:
@@ -59,8 +39,14 @@ def shape_rewrite(first_size_arg: int) -> Any:
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
             key = "shape" if "shape" in ctx.node.kwargs else "size"
             sizes, packed = list(cast(Sequence[Any], ctx.node.kwargs[key])), True
-        new = [ctx.new_size(ctx.node, d) if isinstance(s, int) and s >= 0 and ctx.kept(ctx.node, d) is not None
-               else s for d, s in enumerate(sizes)]
+        # A size computed at run time from channel counts (C // heads, C read from another tensor,
+        # which the plan may prune otherwise) is fixed by the plan: a tracked dim takes its kept count.
+        layout = ctx.layouts.get(ctx.node)
+        tracked = len(sizes) == len(ctx.shape()) and isinstance(layout, Layout)
+        new = [ctx.new_size(ctx.node, d) if tracked and cast(Layout, layout).block_at(d) is not None and (
+            (isinstance(s, fx.Node) and from_channel_counts(ctx, s))
+            or (isinstance(s, int) and s >= 0 and ctx.kept(ctx.node, d) is not None))
+            else s for d, s in enumerate(sizes)]
         if "shape" in ctx.node.kwargs or "size" in ctx.node.kwargs:
             return ctx.node.target, tuple(args), {**ctx.node.kwargs, key: tuple(new)}
         rest = [tuple(new)] if packed else new

@@ -15,6 +15,7 @@ import torch
 from ..ir.layout import OPAQUE, Block, Layout
 from .context import PropagateContext, RewriteContext, kept_along
 from .elementwise import unify_layouts
+from .folds import index_fold
 from .indexing import getitem, slice_layout
 from .output_shapes import concatenated
 from .rearrange import permute
@@ -65,10 +66,14 @@ def split(ctx: PropagateContext) -> tuple[Layout, ...]:
     if target == "unbind":
         dim = int(ctx.arg(1, "dim", 0)) % len(layout.shape)
         block = layout.block_at(dim)
-        if block is not None:
+        dim_map = {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}
+        if block is None or block.dims == (dim,):
             ctx.freeze(block, "unbind along channels")
-        renames = {d: d - (d > dim) for d in range(len(layout.shape)) if d != dim}
-        return tuple(_without(layout, dim).renamed(tuple(o.shape), renames) for o in outputs)
+            return tuple(_without(layout, dim).renamed(tuple(o.shape), dim_map) for o in outputs)
+        others = [b for b in layout.blocks if b is not block]
+        folds = [index_fold(ctx, block, {dim: i}) for i in range(len(outputs))]
+        return tuple(Layout(layout.shape, (*others, *([] if fold is None else [fold]))).renamed(
+            tuple(o.shape), dim_map) for fold, o in zip(folds, outputs, strict=True))
     segments, start = [], 0
     for out in outputs:
         size = int(out.shape[dim])
