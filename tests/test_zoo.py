@@ -29,6 +29,7 @@ import torch
 import torchvision
 from torch import nn
 
+from fxprune.passes.capture import wrapped_calls
 from fxprune.testing import zoo
 
 fxprune = pytest.importorskip("fxprune")
@@ -178,8 +179,18 @@ def test_exact_export(case: ZooCase) -> None:
     err = fxprune.verify(case.model, result, case.inputs)
     assert err <= EXACT_RTOL * case.scale, f"{case.name}: oracle max abs error {err:.3g}"
     traced = fxprune.compile(case.model, RATIO, example_inputs=case.inputs, exact=True, capture="fx")
-    assert len(result.groups.prunable) == len(traced.groups.prunable)
-    assert result.after.params == traced.after.params
+    exported, by_tracing = len(result.groups.prunable), len(traced.groups.prunable)
+    if wrapped_calls(fxprune.trace(case.model, case.inputs)):
+        # Symbolic tracing keeps a torch.fx.wrap'ped function (Swin's shifted_window_attention)
+        # whole, which freezes what it touches; torch.export sees the ATen operators inside.
+        assert exported > by_tracing
+    elif any(isinstance(m, nn.MultiheadAttention) for m in case.model.modules()):
+        # nn.MultiheadAttention prunes under symbolic tracing only: its export decomposition
+        # is not raised back into the module (issue 11).
+        assert exported < by_tracing
+    else:
+        assert exported == by_tracing
+        assert result.after.params == traced.after.params
 
 
 def test_default(case: ZooCase) -> None:
