@@ -117,7 +117,9 @@ def measure_fxprune(name: str, ratio: float) -> dict[str, Any]:
 
 def _record_result(out: dict[str, Any], result: Any) -> None:
     """Groups, frozen reasons and ratios of a default-mode compile."""
-    if hasattr(result, "parts"):  # the groups of every pruned part
+    import fxprune
+
+    if isinstance(result, fxprune.SubmoduleResult):  # the groups of every pruned part
         groups = [group for part in result.parts for group in part.result.groups]
         out["parts"] = [part.name for part in result.parts]
     else:

@@ -16,14 +16,15 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode
+
+from ..passes.shapes import flop_counter
 
 __all__ = ["count_macs", "median", "p90", "time_calls", "with_batch"]
 
 
 def count_macs(model: nn.Module, inputs: tuple[Any, ...]) -> int:
-    """Multiply-accumulates of one forward (FLOPs / 2, as counted by ``torch.utils.flop_counter``)."""
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    """Multiply-accumulates of one forward (FLOPs / 2, counted as fxprune counts a graph's)."""
+    with torch.inference_mode(), flop_counter() as counter:
         model(*inputs)
     return counter.get_total_flops() // 2
 

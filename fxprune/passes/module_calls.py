@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode
 
 from .capture_export import eval_mode, fresh_inputs
+from .shapes import flop_counter
 
 __all__ = ["ModuleCall", "eager_macs", "record_calls"]
 
@@ -65,7 +65,7 @@ def record_calls(model: nn.Module, example_inputs: tuple[Any, ...],
 
 def eager_macs(model: nn.Module, example_inputs: tuple[Any, ...]) -> int:
     """MACs of one eager run (eval mode), counted as fxprune counts a graph's: FLOPs / 2."""
-    with eval_mode(model), torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with eval_mode(model), torch.no_grad(), flop_counter() as counter:
         model(*fresh_inputs(example_inputs))
     return counter.get_total_flops() // 2
 
