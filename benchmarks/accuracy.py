@@ -32,11 +32,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -45,6 +45,7 @@ if str(REPO_ROOT) not in sys.path:
 import fxprune  # noqa: E402
 from fxprune.drivers.compensate import compensate_bias  # noqa: E402
 from fxprune.passes.importance import random_scores  # noqa: E402
+from fxprune.progress import progress  # noqa: E402
 from fxprune.train import fine_tune  # noqa: E402
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -126,7 +127,7 @@ def evaluate_pruned(module: nn.Module, result: fxprune.CompileResult | None, tra
 
 
 def fxprune_rows(model: nn.Module, train_data: Data, test_data: Data, args: argparse.Namespace,
-                 bar: tqdm) -> dict[str, dict[str, float]]:
+                 bar: Any) -> dict[str, dict[str, float]]:
     example = (train_data[0][:1],)
     calibration = batches(train_data, 64, 7)[:args.taylor_batches]
     criteria: dict[str, list[Callable | str | fxprune.Taylor]] = {
@@ -250,7 +251,7 @@ def main() -> None:
         has_tp = True
     except ImportError:
         has_tp = False
-    with tqdm(total=args.random_seeds + 4 + 2 * has_tp, desc="criteria", unit="run") as bar:
+    with progress(total=args.random_seeds + 4 + 2 * has_tp, desc="criteria", unit="run") as bar:
         rows = fxprune_rows(model, train_data, test_data, args, bar)
         for p in (1, 2) if has_tp else ():
             module, macs = torch_pruning_row(model, train_data[0][:1], args.target, p)

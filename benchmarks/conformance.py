@@ -336,14 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     Returns:
         0 when every selected model is ``ok``, else 1.
     """
-    from tqdm import tqdm
+    from fxprune.progress import progress
 
     args = parse_args(argv)
     names = select_models(args)
     meta = metadata(args)
     base = json.loads(args.json.read_text()) if args.update and args.json.exists() else None
     outcomes: list[Outcome] = []
-    bar = tqdm(names, unit="model", dynamic_ncols=True)
+    bar = progress(names, "conformance", unit="model")
     for name in bar:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         outcome.wall_s = round(time.perf_counter() - t0, 3)
         outcomes.append(outcome)
         if outcome.status != "ok":
-            tqdm.write(f"{name}: {_status_cell(outcome)}")
+            bar.write(f"{name}: {_status_cell(outcome)}")
         rows, header = merged(outcomes, meta, base)
         write_reports(rows, header, args.out, args.json)  # partial results survive
     ok = sum(o.status == "ok" for o in outcomes)

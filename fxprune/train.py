@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -28,7 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
-from tqdm.auto import tqdm
 
 from fxprune.distributed import (
     DistributedInfo,
@@ -37,6 +35,7 @@ from fxprune.distributed import (
     weights_checksum,
 )
 from fxprune.errors import InputError
+from fxprune.progress import progress as progress_of
 
 __all__ = ["distributed_session", "evaluate", "fine_tune", "make_loader", "weights_checksum"]
 
@@ -199,7 +198,7 @@ def fine_tune(
         solver = _optimizer(optimizer, module, lr, momentum, weight_decay)
         total = steps if steps is not None else _epoch_steps(loader, epochs)
         scheduler = _scheduler(schedule, solver, total, warmup)
-        bar = tqdm(total=total, desc="fine-tune", unit="step", file=sys.stderr, disable=not (progress and info.is_main))
+        bar = progress_of(total=total, desc="fine-tune", unit="step", enabled=progress and info.is_main)
         model.train()
         losses, rates, epochs_run = _train_steps(model, solver, scheduler, _batches(loader, epochs, steps), info, bar,
                                                  loss_of)
@@ -300,7 +299,7 @@ def evaluate(
     with distributed_session(device) as info:
         module.to(info.device).eval()
         counts = torch.zeros(2, dtype=torch.float64, device=info.device)
-        bar = tqdm(loader, desc="evaluate", unit="batch", file=sys.stderr, disable=not (progress and info.is_main))
+        bar = progress_of(loader, "evaluate", unit="batch", enabled=progress and info.is_main)
         for inputs, labels in bar:
             logits = module(_to_device(inputs, info.device))
             labels = labels.to(info.device)

@@ -23,7 +23,6 @@ import fxprune
 from fxprune import cli
 from fxprune.drivers.latency import LatencySearch, _correct
 from fxprune.export import LatencySettings, OrtLatency
-from fxprune.export.progress import progress_bar
 from fxprune.passes.importance import score_groups
 from fxprune.passes.latency_plan import LatencyStep, candidate_widths, latency_path
 from fxprune.passes.layer_widths import Layer, find_layers, layer_widths
@@ -212,17 +211,6 @@ def test_ort_budget_is_met_by_its_own_measurement(tmp_path: Any) -> None:
     assert result.latency.met, result.summary()
     assert result.latency.measured_ms <= result.latency.budget_ms
     assert fxprune.verify(model, result, x) < 1e-4
-
-
-def test_progress_is_plain_lines_off_a_terminal(capsys: pytest.CaptureFixture) -> None:
-    with progress_bar(20, "measuring", enabled=True) as bar:
-        for _ in range(20):
-            bar.update()
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1] == "fxprune: measuring: 20/20" and 2 <= len(lines) <= 11 and "\r" not in "".join(lines)
-    with progress_bar(5, "quiet", enabled=False) as bar:
-        bar.update(5)
-    assert capsys.readouterr().err == ""
 
 
 def test_cli_prune_to_a_latency_budget(tmp_path: Any, capsys: pytest.CaptureFixture) -> None:

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fxprune"
 
 # Bottom to top. A unit is a sub-package or a top-level module of fxprune.
 LAYERS: dict[str, int] = {
-    "errors": 0, "version": 0,
+    "errors": 0, "version": 0, "progress": 0,
     "ir": 1,
     "rules": 2,
     "passes": 3,

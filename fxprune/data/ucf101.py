@@ -14,7 +14,6 @@ Example:
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
-from tqdm.auto import tqdm
 
 from fxprune.data.clips import KINETICS_MEAN, KINETICS_STD, check_sampling, frames_to_clip, sample_indices
 from fxprune.data.layout import index_videos
 from fxprune.data.video import VideoDecodeError, decode_frames, probe_num_frames
 from fxprune.errors import InputError
+from fxprune.progress import progress as progress_of
 
 __all__ = ["UCF101", "CorruptVideoWarning", "SlowFastClips", "VideoDecodeError"]
 
@@ -148,7 +147,7 @@ class UCF101(Dataset):
         warnings.warn(message, CorruptVideoWarning, stacklevel=3)
 
     def _probe(self, samples: Sequence[tuple[str, int]], progress: bool) -> None:
-        bar = tqdm(samples, desc=f"indexing {self.root.name}", unit="video", file=sys.stderr, disable=not progress)
+        bar = progress_of(samples, f"indexing {self.root.name}", unit="video", enabled=progress)
         for relative, label in bar:
             path = self.root / relative
             try:

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 from torch import fx, nn
-from tqdm.auto import tqdm
 
 from ..errors import PlanError
 from ..passes.figures import Figures
@@ -29,6 +28,7 @@ from ..passes.groups import ChannelGroup
 from ..passes.importance import Importance, score_groups
 from ..passes.plan import Plan, PlanEntry, Ratios, check_ratio, kept_count, make_plan, resolve_ratios
 from ..pipeline import Analysis, CompileResult, analyze, apply_with_retry, search_budget
+from ..progress import progress as progress_of
 
 __all__ = ["SCHEDULES", "ScheduleResult", "ScheduleStep", "prune_iteratively", "schedule_ratios"]
 
@@ -164,7 +164,7 @@ def prune_iteratively(model: nn.Module, example_inputs: Any, target_ratio: Ratio
     wanted = _wanted(original, target_ratio if target_ratio is not None else 0.5, options, names)
     sizes = {original.groups[i].name: original.groups[i].size for i in wanted}
     current, analysis, results, history = model, original, [], []
-    for step in tqdm(range(1, steps + 1), desc=f"{kind} schedule", unit="step", disable=not progress):
+    for step in progress_of(range(1, steps + 1), f"{kind} schedule", unit="step", enabled=progress):
         started = time.perf_counter()
         analysis = original if step == 1 else analyze(current, example_inputs, exact=exact, capture=capture,
                                                          check_capture=check_capture)

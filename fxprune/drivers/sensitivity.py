@@ -17,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..errors import InputError, PlanError
 from ..ir.parametrized import deepcopy_module
 from ..passes.importance import Importance, score_groups
 from ..passes.plan import Plan, check_ratio, make_plan
 from ..pipeline import Analysis, CompileResult, analyze, apply_with_retry
+from ..progress import progress as progress_of
 from .sensitivity_report import DEFAULT_RATIOS, SensitivityReport, SensitivityRow
 
 __all__ = ["DEFAULT_RATIOS", "SensitivityReport", "SensitivityRow", "sensitivity"]
@@ -61,7 +61,7 @@ def sensitivity(model: nn.Module, example_inputs: Any, evaluate: Callable[[nn.Mo
     scores = score_groups(analysis.groups, analysis.traced, importance)
     baseline = _metric(evaluate, deepcopy_module(model), "the unpruned model")
     rows = []
-    bar = tqdm(total=len(chosen) * len(points), desc="sensitivity", unit="point", disable=not progress)
+    bar = progress_of(total=len(chosen) * len(points), desc="sensitivity", unit="point", enabled=progress)
     with bar:
         for index in chosen:
             group = analysis.groups[index]

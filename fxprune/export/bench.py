@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -48,12 +47,12 @@ from typing import Any
 import onnxruntime as ort
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from ..errors import InputError
 from ..ir.parametrized import deepcopy_module
 from ..passes.capture import normalize_inputs
 from ..passes.figures import count_params, human_count
+from ..progress import progress as progress_of
 from .onnx import OnnxExport, to_onnx
 from .quantize import calibration_batches, quantize
 from .session import flat_tensors, make_session, run_session
@@ -160,7 +159,7 @@ def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], exa
         eager: also time eager PyTorch under ``torch.inference_mode``.
         batch_sizes: batch sizes to measure (one ONNX file per model serves them all).
         workdir: where to keep the ONNX files; a temporary folder, deleted afterwards, when ``None``.
-        progress: show a tqdm bar on stderr (only when stderr is a terminal).
+        progress: show a tqdm bar on a terminal, plain lines on stderr otherwise.
         session_config: extra ONNX Runtime session entries, e.g. ``{"session.intra_op.allow_spinning": "0"}``.
         int8: calibration batches (see :func:`fxprune.export.quantize`): every model also gets a
             ``"<name> int8"`` row, its ONNX file quantized to static INT8 QDQ (no eager time; the
@@ -182,8 +181,7 @@ def benchmark(models: Mapping[str, nn.Module] | tuple[nn.Module, nn.Module], exa
     _check_settings(runs, warmup, threads, batch_sizes)
     inputs = normalize_inputs(example_inputs)
     steps = len(named) * (2 if int8 is not None else 1) + len(batch_sizes) * (2 if eager else 1)
-    bar = tqdm(total=steps, desc="benchmark", file=sys.stderr, leave=False,
-               disable=not (progress and sys.stderr.isatty()))
+    bar = progress_of(total=steps, desc="benchmark", unit="step", enabled=progress, leave=False)
     with _folder(workdir) as folder, bar:
         exported = {name: _export(name, model, inputs, folder / f"{index}_{_file_stem(name)}.onnx", bar)
                     for index, (name, model) in enumerate(named.items())}
@@ -243,7 +241,7 @@ def _check_settings(runs: int, warmup: int, threads: int, batch_sizes: Sequence[
         raise InputError(f"batch_sizes must be positive ints, e.g. (1, 8), got {batch_sizes!r}")
 
 
-def _export(name: str, model: nn.Module, inputs: tuple[Any, ...], path: Path, bar: tqdm) -> OnnxExport:
+def _export(name: str, model: nn.Module, inputs: tuple[Any, ...], path: Path, bar: Any) -> OnnxExport:
     bar.set_postfix_str(f"export {name}")
     exported = to_onnx(model, inputs, path)
     bar.update()
@@ -251,7 +249,7 @@ def _export(name: str, model: nn.Module, inputs: tuple[Any, ...], path: Path, ba
 
 
 def _quantized(exported: Mapping[str, OnnxExport], batches: list[Any], folder: Path,
-               bar: tqdm) -> dict[str, tuple[Path, int, float, str]]:
+               bar: Any) -> dict[str, tuple[Path, int, float, str]]:
     files = {}
     for name, e in exported.items():
         bar.set_postfix_str(f"INT8 {name}")
@@ -278,7 +276,7 @@ def _relative_rows(measured: list[dict[str, Any]], baseline: str) -> list[Benchm
 
 
 def _time_eager(models: Mapping[str, nn.Module], inputs: tuple[Any, ...], runs: int, warmup: int, threads: int,
-                bar: tqdm) -> dict[str, list[float]]:
+                bar: Any) -> dict[str, list[float]]:
     bar.set_postfix_str("eager PyTorch")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -44,9 +44,9 @@ from torch import nn
 from ..errors import InputError
 from ..passes.latency_plan import candidate_widths
 from ..passes.layer_widths import Layer
+from ..progress import progress
 from .layer_onnx import effective_attributes, identity_model, layer_model
 from .onnx import to_onnx
-from .progress import progress_bar
 from .session import flat_tensors, make_session, run_session
 from .timing import median, time_calls, with_batch
 
@@ -134,7 +134,8 @@ class OrtLatency:
         missing = [(layer, cin, cout) for layer, cin, cout in wanted if self._key(layer, cin, cout) not in self._cache]
         if not missing:
             return
-        with progress_bar(len(missing), "measuring layer latency in ONNX Runtime", self.settings.progress) as bar:
+        with progress(total=len(missing), desc="measuring layer latency in ONNX Runtime", unit="layer",
+                      enabled=self.settings.progress, leave=False) as bar:
             for layer, cin, cout in missing:
                 self._measure(layer, cin, cout)
                 bar.update()
