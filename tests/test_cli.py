@@ -167,6 +167,35 @@ def test_bench_within_budget_exits_0(pruned: tuple, files: dict[str, Path]) -> N
     assert "| original |" in markdown.read_text()
 
 
+def test_bench_budgets_check_the_int8_model_when_quantizing(pruned: tuple) -> None:
+    _, paths = pruned
+    done = run("bench", "tests.cli_factory:tiny2d", str(paths["pt2"]), "--runs", "2", "--warmup", "0", "--no-eager",
+               "--threads", "1", "--int8", "--max-size-mb", "1000", "--max-int8-error", "1e-12",
+               "--max-params", "1000000", "--json", "-q")
+    assert done.returncode == 3, done.stderr
+    report = json.loads(done.stdout)
+    budgets = {b["name"]: b for b in report["budgets"]}
+    assert list(budgets) == ["params", "size", "INT8 error"]
+    int8 = next(r for r in report["rows"] if r["name"] == "pruned int8")
+    assert budgets["size"]["actual"] == int8["onnx_bytes"] / 1e6 and budgets["size"]["ok"]
+    assert budgets["INT8 error"]["actual"] == int8["int8_error"] and not budgets["INT8 error"]["ok"]
+    assert all(b["message"].endswith("(pruned int8)") for b in budgets.values())
+    float_rows = run("bench", "tests.cli_factory:tiny2d", str(paths["pt2"]), "--runs", "2", "--warmup", "0",
+                     "--no-eager", "--threads", "1", "--int8", "--budget-on", "pruned", "--max-size-mb", "1000",
+                     "--json", "-q")
+    assert float_rows.returncode == 0, float_rows.stderr
+    size = json.loads(float_rows.stdout)["budgets"][0]
+    float_bytes = next(r["onnx_bytes"] for r in json.loads(float_rows.stdout)["rows"] if r["name"] == "pruned")
+    assert size["actual"] == float_bytes / 1e6 and "(pruned" not in size["message"]
+
+
+def test_int8_budgets_without_int8_are_refused_before_measuring(pruned: tuple) -> None:
+    _, paths = pruned
+    for extra in (["--max-int8-error", "0.1"], ["--budget-on", "int8"]):
+        done = run("bench", "tests.cli_factory:tiny2d", str(paths["pt2"]), "--runs", "2", *extra)
+        assert done.returncode == 2 and "needs --int8" in done.stderr, done.stderr
+
+
 def test_inspect_lists_groups_with_list_input() -> None:
     done = run("inspect", "tests.cli_factory:two_stream", "--input-shape", "1,3,2,8,8", "--input-shape",
                "1,3,8,8,8", "--input-list", "--json", "--quiet")

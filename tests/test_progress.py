@@ -14,7 +14,7 @@ def _lines(capsys: pytest.CaptureFixture) -> list[str]:
 
 
 def test_a_driven_bar_prints_a_line_per_tenth(capsys: pytest.CaptureFixture) -> None:
-    with progress(total=20, desc="measuring", unit="layer") as bar:
+    with progress(total=20, desc="measuring", unit="layer", min_interval=0) as bar:
         assert isinstance(bar, LineProgress)  # pytest's captured stderr is not a terminal
         for _ in range(20):
             bar.update()
@@ -24,7 +24,7 @@ def test_a_driven_bar_prints_a_line_per_tenth(capsys: pytest.CaptureFixture) -> 
 
 
 def test_an_iterated_bar_counts_items_and_shows_the_latest_detail(capsys: pytest.CaptureFixture) -> None:
-    bar = progress(range(3), "evaluate", unit="batch")
+    bar = progress(range(3), "evaluate", unit="batch", min_interval=0)
     seen = []
     for item in bar:
         seen.append(item)
@@ -35,14 +35,14 @@ def test_an_iterated_bar_counts_items_and_shows_the_latest_detail(capsys: pytest
 
 
 def test_without_a_total_lines_thin_out_by_powers_of_ten(capsys: pytest.CaptureFixture) -> None:
-    for _ in progress(iter(range(250)), "indexing", unit="video"):
+    for _ in progress(iter(range(250)), "indexing", unit="video", min_interval=0):
         pass
     counts = [int(line.split(": ")[2].split()[0]) for line in _lines(capsys)]
     assert counts == [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 200, 250]
 
 
 def test_close_prints_the_last_count_once(capsys: pytest.CaptureFixture) -> None:
-    with progress(total=100, desc="steps") as bar:
+    with progress(total=100, desc="steps", min_interval=0) as bar:
         bar.update(5)
     with progress(total=4, desc="done") as bar:
         bar.update(4)
@@ -55,3 +55,20 @@ def test_disabled_progress_prints_nothing(capsys: pytest.CaptureFixture) -> None
         bar.update(5)
     assert list(progress([1, 2], "quiet", enabled=False)) == [1, 2]
     assert capsys.readouterr().err == ""
+
+
+def test_quick_work_prints_only_its_final_count(capsys: pytest.CaptureFixture) -> None:
+    for _ in progress(range(128), "indexing", unit="video"):  # well within the default second
+        pass
+    assert _lines(capsys) == ["fxprune: indexing: 128/128 video"]
+
+
+def test_lines_are_spaced_by_the_minimum_interval(capsys: pytest.CaptureFixture,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = iter(float(t) for t in range(1000))
+    monkeypatch.setattr("fxprune.progress.time.monotonic", lambda: next(clock))
+    with progress(total=100, desc="steps", min_interval=3) as bar:  # one clock tick per call
+        for _ in range(100):
+            bar.update()
+    counts = [int(line.split(": ")[2].split("/")[0]) for line in _lines(capsys)]
+    assert counts == [30, 60, 90, 100]

@@ -76,9 +76,14 @@ a difference above tolerance fails with exit status 2. --int8 also writes a stat
   fxprune bench resnet18 pruned.pt2 --max-latency-ms 10 --min-speedup 1.5 --max-params 5000000 \\
       --json --markdown bench.md   # exit status 3 when a budget is missed
 
+  fxprune bench resnet18 pruned.pt2 --int8 --calibration mydata:calibration_batches \
+      --max-latency-ms 5 --max-size-mb 4 --max-int8-error 0.05   # budgets on the INT8 model
+
 Both models are exported to ONNX and timed in ONNX Runtime (CPU) and in eager PyTorch.
 Budgets apply to the PRUNED model: latency is its ONNX Runtime median, speed-up is the
-ORIGINAL's median over its median. Every budget is checked and every miss reported.
+ORIGINAL's (float) median over its median, size is its ONNX file. With --int8 they apply
+to the pruned INT8 model, the one a quantized build deploys (--budget-on pruned checks
+the float one instead). Every budget is checked and every miss reported.
 
 """ + _INPUTS_HELP,
 }
@@ -169,3 +174,9 @@ def add_bench_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--max-latency-ms", type=positive_float, metavar="MS", help="budget: pruned ORT median")
     sub.add_argument("--min-speedup", type=positive_float, metavar="X", help="budget: original / pruned median")
     sub.add_argument("--max-params", type=positive_int, metavar="N", help="budget: pruned parameter count")
+    sub.add_argument("--max-size-mb", type=positive_float, metavar="MB", help="budget: pruned ONNX file size")
+    sub.add_argument("--max-int8-error", type=positive_float, metavar="E",
+                     help="budget (with --int8): largest |INT8 - float| output of the pruned model")
+    sub.add_argument("--budget-on", choices=("pruned", "int8"),
+                     help="which pruned model the budgets check: the float ONNX model, or its INT8 model "
+                          "(default: int8 with --int8, else pruned)")

@@ -217,6 +217,7 @@ def _calibration(args: argparse.Namespace, inputs: tuple[Any, ...]) -> list[Any]
 def bench_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     from ..export import benchmark
 
+    _budget_row(args)  # a contradictory budget option fails before minutes of measuring
     inputs = _inputs(args, args.pruned, args.original)
     original = _model(args.original, progress, args.weights)
     pruned = _model(args.pruned, progress)
@@ -237,20 +238,36 @@ def bench_command(args: argparse.Namespace, progress: Progress) -> Outcome:
     return Outcome("\n".join([markdown] + lines), data, misses, EXIT_BUDGET if misses else EXIT_OK)
 
 
+def _budget_row(args: argparse.Namespace) -> str:
+    """The report row the budgets check: the pruned model, or its INT8 model when quantized."""
+    on = args.budget_on or ("int8" if args.int8 else "pruned")
+    if on == "int8" and not args.int8:
+        raise InputError("--budget-on int8 needs --int8 (and usually --calibration)")
+    if args.max_int8_error is not None and not args.int8:
+        raise InputError("--max-int8-error needs --int8: it bounds the INT8 model's error against float")
+    return "pruned int8" if on == "int8" else "pruned"
+
+
 def _budgets(report: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every budget given, checked against every row of the pruned model."""
+    """Every budget given, checked against every row (batch size) of the model ``--budget-on`` names."""
     checks = []
-    for row in (r for r in report.rows if r.name == "pruned"):
+    checked = _budget_row(args)
+    int8_error = {r.batch_size: r.int8_error for r in report.rows if r.name == "pruned int8"}
+    for row in (r for r in report.rows if r.name == checked):
         for name, actual, limit, unit, higher_is_better in (
                 ("latency", row.ort_median_ms, args.max_latency_ms, " ms", False),
                 ("speed-up", row.speedup, args.min_speedup, "x", True),
-                ("params", row.params, args.max_params, "", False)):
-            if limit is None:
+                ("params", row.params, args.max_params, "", False),
+                ("size", row.onnx_bytes / 1e6, args.max_size_mb, " MB", False),
+                ("INT8 error", int8_error.get(row.batch_size), args.max_int8_error, "", False)):
+            if limit is None or actual is None:
                 continue
             ok = actual >= limit if higher_is_better else actual <= limit
             sign = (">=" if ok else "<") if higher_is_better else ("<=" if ok else ">")
             change = f" ({(actual / limit - 1) * 100:+,.0f}%)" if not ok else ""
             message = f"{name} {format_number(actual)}{unit} {sign} {format_number(limit)}{unit}{change}"
+            if checked != "pruned":
+                message += f" ({checked})"
             if len({r.batch_size for r in report.rows}) > 1:
                 message += f" at batch {row.batch_size}"
             checks.append({"name": name, "actual": actual, "limit": limit, "ok": ok, "message": message})
