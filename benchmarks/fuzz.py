@@ -1,4 +1,4 @@
-"""Fuzz fxprune with many random CNNs (the generator of fxprune/testing/fuzz_models.py, without hypothesis).
+"""Fuzz fxprune with many random CNNs (the generator of fxprune/testing/fuzz_generate.py, without hypothesis).
 
 Every example draws a model, a ratio in [0, 0.9] and ``round_to`` in {None, 2, 4} from
 its own seeded ``random.Random``, so one example is reproduced with ``--seed S --only I``.
@@ -33,7 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # this checkout's fxprune, not an installed one
     sys.path.insert(0, str(REPO_ROOT))
 
-from fxprune.testing.fuzz_models import FuzzFailure, NetSpec, RandomDraw, check_example, generate  # noqa: E402
+from fxprune.testing.fuzz_check import FuzzFailure, check_example  # noqa: E402
+from fxprune.testing.fuzz_generate import RandomDraw, generate  # noqa: E402
+from fxprune.testing.fuzz_models import NetSpec  # noqa: E402
 
 
 def draw_example(seed: int, index: int) -> tuple[NetSpec, float, int | None]:
@@ -43,7 +45,8 @@ def draw_example(seed: int, index: int) -> tuple[NetSpec, float, int | None]:
 
 
 def reproducer(spec: NetSpec, ratio: float, round_to: int | None) -> str:
-    return ("from fxprune.testing.fuzz_models import NetSpec, Op, check_example\n"
+    return ("from fxprune.testing.fuzz_check import check_example\n"
+            "from fxprune.testing.fuzz_models import NetSpec, Op\n"
             f"spec = {spec.code()}\n"
             f"check_example(spec, ratio={ratio!r}, round_to={round_to!r})")
 

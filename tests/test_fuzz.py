@@ -1,4 +1,4 @@
-"""Property test over random CNNs (fxprune/testing/fuzz_models.py): compile keeps its promise.
+"""Property test over random CNNs (fxprune/testing/fuzz_*.py): compile keeps its promise.
 
 For any model, ratio in [0, 0.9] and ``round_to`` in {None, 2, 4}, ``compile`` either
 returns a module that passes the oracle (exact mode) with the model's output shapes,
@@ -24,7 +24,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fxprune.testing.fuzz_models import NetSpec, check_example, strategy
+from fxprune.testing.fuzz_check import check_example
+from fxprune.testing.fuzz_generate import strategy
+from fxprune.testing.fuzz_models import NetSpec
 
 EXAMPLES = 300
 # Floors on the shares of the EXAMPLES outcomes, set under the run printed by
